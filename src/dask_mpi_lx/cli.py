@@ -1,0 +1,116 @@
+"""The `dask-mpi-lx` command; each option maps 1:1 onto a key of the `mpi-lx` config namespace."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from . import config
+from .exceptions import ConfigError
+
+LAUNCH_EPILOG = """\b
+Examples:
+  mpirun -np 6 dask-mpi-lx launch -- batchspawner-singleuser jupyterhub-singleuser
+  srun --mpi=pmix -n 6 dask-mpi-lx launch --nthreads 2 -- jupyter lab
+Every option defaults to its key in the mpi-lx dask config (DASK_MPI_LX__<KEY> in the
+environment); see `dask-mpi-lx config`.
+"""
+
+
+class LaunchCommand(click.Command):
+    """A bad Dask option must not keep the notebook from starting: when a command follows
+    `--`, an option error is shown (naming the option) and the command still runs, without
+    a Dask cluster."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, list(args))
+        except click.UsageError as e:
+            if "--" not in args or not args[args.index("--") + 1 :]:
+                raise
+            e.ctx = ctx
+            click.echo(f"Error: {e.format_message()}", err=True)
+            ctx.params = {"cmd": tuple(args[args.index("--") + 1 :]),
+                          "_problem": e.format_message()}
+            return []
+
+
+def _option(flag: str, key: str, **kwargs: Any):
+    default = config.DEFAULTS["mpi-lx"][key]
+    shown = "config" if default is None else default
+    return click.option(flag, key.replace("-", "_"), default=None, show_default=f"{shown}",
+                        **kwargs)
+
+
+@click.group()
+@click.version_option(package_name="dask-mpi-lx")
+def main() -> None:
+    """Run a Dask cluster inside the MPI allocation of a JupyterHub (or batch) job."""
+
+
+@main.command(cls=LaunchCommand, epilog=LAUNCH_EPILOG,
+              context_settings={"help_option_names": ["-h", "--help"]})
+@_option("--nthreads", "nthreads", type=click.IntRange(min=1), help="Threads per worker.")
+@_option("--memory-limit", "memory-limit", type=str,
+         help='Memory per worker: "auto", bytes, "4GiB", or a fraction of the host.')
+@_option("--worker-class", "worker-class", type=str,
+         help="distributed.Nanny (restarts dead workers) or distributed.Worker.")
+@_option("--local-directory", "local-directory", type=click.Path(file_okay=False),
+         help="Where workers spill (default: a job-private directory).")
+@_option("--interface", "interface", type=str, help="Network interface, e.g. ib0.")
+@_option("--protocol", "protocol", type=click.Choice(config.PROTOCOLS),
+         help="Comm protocol (default: tls).")
+@click.option("--tls/--no-tls", "tls", default=None, show_default="tls",
+              help="Per-job TLS keys (default). --no-tls lets anyone who reaches the "
+              "scheduler run code as you.")
+@_option("--scheduler-port", "scheduler-port", type=click.IntRange(0, 65535),
+         help="Scheduler port (0: any free port).")
+@click.option("--dashboard/--no-dashboard", "dashboard", default=None, show_default="dashboard",
+              help="Serve the scheduler's dashboard.")
+@_option("--dashboard-address", "dashboard-address", type=str,
+         help="host:port for the dashboard (default: 127.0.0.1:0 on rank 0's host).")
+@_option("--job-directory", "job-directory", type=click.Path(file_okay=False),
+         help="Parent of the job-private directory (default: $TMPDIR or /tmp).")
+@_option("--scheduler-timeout", "scheduler-timeout", type=str,
+         help="How long the command may wait for the scheduler.")
+@_option("--shutdown-timeout", "shutdown-timeout", type=str,
+         help="How long ranks get to stop before the job is aborted.")
+@_option("--poll-interval", "poll-interval", type=str,
+         help="How often idle ranks check for MPI messages.")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+def launch(cmd: tuple[str, ...], _problem: str | None = None, **options: Any) -> None:
+    """Run CMD on rank 0 and a TLS-secured Dask scheduler and workers on the other ranks.
+
+    Start it on every rank (mpirun -np N / srun -n N / mpiexec -n N). CMD gets
+    DASK_SCHEDULER_ADDRESS and DASK_CONFIG (a job-private dask config), so a bare
+    `Client()` connects. The exit code is CMD's.
+    """
+    from .launcher.launch import reexec_without_hub_secrets, run_launch
+
+    reexec_without_hub_secrets()
+    settings = None
+    if _problem is None:
+        try:
+            settings = config.resolve(**options)
+        except ConfigError as e:
+            click.echo(f"Error: {e}", err=True)
+            _problem = str(e)
+    if _problem:
+        _problem += " (the command starts without a Dask cluster)"
+    sys.exit(run_launch(settings, list(cmd), _problem))
+
+
+@main.command("config")
+def show_config() -> None:
+    """Print the resolved mpi-lx settings (flags and environment applied) as YAML."""
+    import yaml
+
+    try:
+        settings = config.resolve()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(yaml.safe_dump({"mpi-lx": {k.replace("_", "-"): v
+                                          for k, v in settings.as_dict().items()}},
+                              sort_keys=False))

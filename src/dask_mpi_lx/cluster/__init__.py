@@ -1,0 +1,1 @@
+"""The client side: MPICluster, a distributed Cluster for an MPI job."""

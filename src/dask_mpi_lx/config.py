@@ -1,0 +1,196 @@
+"""The `mpi-lx` dask-config namespace: load the defaults YAML and resolve typed settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import dask.config
+import yaml
+from dask.utils import parse_bytes, parse_timedelta
+
+from .exceptions import ConfigError
+
+NAMESPACE = "mpi-lx"
+DEFAULTS_FILE = Path(__file__).with_name("mpi-lx.yaml")
+
+with DEFAULTS_FILE.open() as _f:
+    DEFAULTS: dict[str, Any] = yaml.safe_load(_f)
+
+dask.config.update_defaults(DEFAULTS)
+
+PROTOCOLS = ("tls", "tcp", "inproc", "ucx")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings for building the Dask part of an MPI job.
+
+    One field per key of the `mpi-lx` namespace (hyphens become underscores),
+    and one CLI flag per field (``--memory-limit`` for ``memory_limit``).
+    """
+
+    nthreads: int
+    memory_limit: str | int | float | None
+    worker_class: str
+    local_directory: str | None
+    interface: str | None
+    protocol: str
+    tls: bool
+    scheduler_port: int
+    dashboard: bool
+    dashboard_address: str | None
+    job_directory: str
+    scheduler_timeout: float
+    shutdown_timeout: float
+    poll_interval: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def setting_keys() -> list[str]:
+    """Config keys (hyphenated) that map onto `Settings` fields and CLI flags."""
+    return [f.name.replace("_", "-") for f in fields(Settings)]
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(key, value, "a whole number >= 1")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, value, "a whole number >= 1") from None
+    if number < 1 or number != float(value):
+        raise ConfigError(key, value, "a whole number >= 1")
+    return number
+
+
+def _seconds(key: str, value: Any) -> float:
+    try:
+        seconds = parse_timedelta(value, default="seconds")
+    except (TypeError, ValueError, KeyError):
+        raise ConfigError(key, value, 'a duration such as "30s" or 2.5') from None
+    if seconds is None or seconds <= 0:
+        raise ConfigError(key, value, "a duration above zero")
+    return float(seconds)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(key, value, "true or false")
+
+
+def _memory_limit(key: str, value: Any) -> str | int | float | None:
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, bool):
+        raise ConfigError(key, value, '"auto", a size like "4GiB", or a fraction like 0.5')
+    if isinstance(value, (int, float)):
+        number = value
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                number = parse_bytes(text)
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    key, value, '"auto", a size like "4GiB", or a fraction like 0.5'
+                ) from None
+    if number < 0:
+        raise ConfigError(key, value, "a size of zero (no limit) or more")
+    return number
+
+
+def _port(key: str, value: Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, value, "a port number 0-65535 (0 = any free port)") from None
+    if not 0 <= port <= 65535 or isinstance(value, bool):
+        raise ConfigError(key, value, "a port number 0-65535 (0 = any free port)")
+    return port
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(key, value, "a string")
+    return value
+
+
+def _default_nthreads() -> int:
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK") or os.environ.get("OMP_NUM_THREADS")
+    try:
+        return max(1, int(cpus)) if cpus else 1
+    except ValueError:
+        return 1
+
+
+def resolve(**overrides: Any) -> Settings:
+    """Read the `mpi-lx` namespace, apply non-None overrides, validate, return `Settings`.
+
+    Raises `ConfigError` naming the key, the bad value and what is expected.
+    """
+    # one get() per key: dask matches "memory-limit" and "memory_limit" (as set from the
+    # environment) only key by key
+    raw = {k: dask.config.get(f"{NAMESPACE}.{k}", default=None) for k in setting_keys()}
+    unknown = [k for k in overrides if k.replace("_", "-") not in setting_keys()]
+    if unknown:
+        raise ConfigError(unknown[0], overrides[unknown[0]], "a known mpi-lx setting")
+    for name, value in overrides.items():
+        if value is not None:
+            raw[name.replace("_", "-")] = value
+
+    def key(name: str) -> str:
+        return f"{NAMESPACE}.{name}"
+
+    tls = _bool(key("tls"), raw.get("tls"))
+    protocol = raw.get("protocol") or ("tls" if tls else "tcp")
+    protocol = str(protocol).removesuffix("://")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(key("protocol"), protocol, "one of " + ", ".join(PROTOCOLS))
+    if tls and protocol == "tcp":
+        raise ConfigError(
+            key("protocol"), protocol, "tls (or turn TLS off explicitly with --no-tls)"
+        )
+    if not tls and protocol == "tls":
+        raise ConfigError(key("protocol"), protocol, "tcp when TLS is turned off")
+    worker_class = raw.get("worker-class")
+    if not isinstance(worker_class, str) or "." not in worker_class:
+        raise ConfigError(key("worker-class"), worker_class, "a dotted class path like distributed.Nanny")
+    nthreads = raw.get("nthreads")
+    return Settings(
+        nthreads=_default_nthreads() if nthreads is None else _positive_int(key("nthreads"), nthreads),
+        memory_limit=_memory_limit(key("memory-limit"), raw.get("memory-limit")),
+        worker_class=worker_class,
+        local_directory=_optional_str(key("local-directory"), raw.get("local-directory")),
+        interface=_optional_str(key("interface"), raw.get("interface")),
+        protocol=protocol,
+        tls=tls,
+        scheduler_port=_port(key("scheduler-port"), raw.get("scheduler-port")),
+        dashboard=_bool(key("dashboard"), raw.get("dashboard")),
+        dashboard_address=_optional_str(key("dashboard-address"), raw.get("dashboard-address")),
+        job_directory=_optional_str(key("job-directory"), raw.get("job-directory"))
+        or os.environ.get("TMPDIR")
+        or "/tmp",
+        scheduler_timeout=_seconds(key("scheduler-timeout"), raw.get("scheduler-timeout")),
+        shutdown_timeout=_seconds(key("shutdown-timeout"), raw.get("shutdown-timeout")),
+        poll_interval=_seconds(key("poll-interval"), raw.get("poll-interval")),
+    )
+
+
+def attach_setting(name: str) -> float:
+    """A duration from `mpi-lx.attach.<name>`, in seconds."""
+    return _seconds(f"{NAMESPACE}.attach.{name}", dask.config.get(f"{NAMESPACE}.attach.{name}"))

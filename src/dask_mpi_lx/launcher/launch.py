@@ -1,0 +1,52 @@
+"""`dask-mpi-lx launch`: start MPI, pick this rank's part, return the process exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from ..config import Settings
+from ..logs import RankContext, configure
+from ..mpi.environ import has_hub_secrets, rank_from_env, scrub_hub_secrets
+
+logger = logging.getLogger(__name__)
+
+
+def reexec_without_hub_secrets() -> None:
+    """On a Dask rank, replace this process (same pid, before MPI starts) by one whose
+    environment has no hub tokens, so not even ``/proc/<pid>/environ`` holds them."""
+    rank = rank_from_env()
+    if rank is None or rank == 0 or not has_hub_secrets(os.environ):
+        return
+    argv = [sys.executable, "-m", "dask_mpi_lx", *sys.argv[1:]]
+    os.execve(sys.executable, argv, scrub_hub_secrets(os.environ))
+
+
+def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> int:
+    """Run this rank's part of the job; the return value is the process exit code."""
+    import distributed  # noqa: F401  (sets up its logging first, so ours wins)
+
+    from ..mpi.channel import Channel
+
+    channel = Channel(poll_interval=settings.poll_interval if settings else 0.1)
+    context = RankContext(channel.rank, channel.size,
+                          "notebook-supervisor" if channel.rank == 0 else "starting")
+    configure(context)
+    if channel.rank != 0:
+        from .rank_main import drop_inherited_secrets, rank_main
+
+        drop_inherited_secrets()
+        asyncio.run(rank_main(channel, context))
+        return 0
+    from .supervisor import supervise
+
+    if settings_problem:
+        logger.error("bad Dask settings: %s", settings_problem)
+    rc, silent = asyncio.run(supervise(channel, settings, cmd, settings_problem))
+    if silent:
+        logger.error("ranks %s did not stop within the shutdown timeout; aborting the MPI job "
+                     "so that no rank is left behind", silent)
+        channel.abort(rc or 1)
+    return rc

@@ -1,0 +1,76 @@
+"""Pure: what rank 0's child (the Jupyter server, or any command) gets from the launcher."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..mpi.environ import scrub_mpi
+
+
+@dataclass(frozen=True)
+class JobCluster:
+    """The running cluster, as the notebook must see it."""
+
+    job_id: str
+    address: str
+    dashboard: tuple[str, int] | None   # where the dashboard listens (host, port)
+    n_workers: int
+    tls_paths: dict[str, str] | None    # {"cert": ..., "key": ...}, None with --no-tls
+
+
+def dashboard_link_template(
+    dashboard: tuple[str, int] | None, service_prefix: str | None
+) -> str | None:
+    """A `distributed.dashboard.link` that works where the user is.
+
+    Behind JupyterHub the link goes through the user's server proxy (jupyter-server-proxy):
+    ``<prefix>proxy/<port>/status`` for a dashboard on localhost, ``<prefix>proxy/<host>:<port>``
+    otherwise. Without a hub it is a plain http link to where the dashboard listens.
+    """
+    if dashboard is None:
+        return None
+    host, _port = dashboard
+    local = host in ("127.0.0.1", "localhost", "::1")
+    if service_prefix:
+        prefix = service_prefix if service_prefix.endswith("/") else service_prefix + "/"
+        return prefix + ("proxy/{port}/status" if local else "proxy/{host}:{port}/status")
+    return "http://" + (host if not local else "127.0.0.1") + ":{port}/status"
+
+
+def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
+    """The job-scoped dask config: the scheduler address, TLS, dashboard link and the Dask
+    tab's settings (attach to this job's cluster at start-up; no scaling on attach)."""
+    from .roles import plural_workers
+
+    config: dict = {
+        "scheduler-address": cluster.address,
+        "distributed": {},
+        "mpi-lx": {"job": {"id": cluster.job_id, "scheduler-address": cluster.address}},
+        "labextension": {
+            "factory": {"module": "dask_mpi_lx", "class": "MPICluster", "args": [], "kwargs": {}},
+            "default": {"workers": None, "adapt": None},
+            "initial": [{"name": f"MPI job {cluster.job_id}: {plural_workers(cluster.n_workers)}"}],
+        },
+    }
+    if cluster.tls_paths:
+        from .jobtls import tls_config
+
+        config["distributed"]["comm"] = tls_config(cluster.tls_paths)
+    link = dashboard_link_template(cluster.dashboard, service_prefix)
+    if link:
+        config["distributed"]["dashboard"] = {"link": link}
+        config["mpi-lx"]["job"]["dashboard"] = list(cluster.dashboard)
+    return config
+
+
+def child_environment(
+    parent: Mapping[str, str], address: str | None, dask_config_dir: str | None
+) -> dict[str, str]:
+    """The child's environment: the parent's, minus every MPI variable, plus the cluster."""
+    env = scrub_mpi(parent)
+    if address:
+        env["DASK_SCHEDULER_ADDRESS"] = address
+    if dask_config_dir:
+        env["DASK_CONFIG"] = dask_config_dir
+    return env

@@ -1,0 +1,17 @@
+"""The messages ranks exchange over MPI, by tag, with the shape of each payload."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Tag(IntEnum):
+    HELLO = 11    # rank r -> 0        {"host": str, "pid": int}
+    PLAN = 12     # 0 -> rank r        {"plan": Plan | None, "tls": JobTLS | None, "settings": Settings,
+                  #                     "job_id": str, "problem": str | None}
+    READY = 13    # scheduler -> 0, workers  {"address": str, "dashboard": (host, port) | None}
+                  #                          or {"error": str}
+    STOP = 14     # 0 -> rank r        {"reason": str}
+    BYE = 15      # rank r -> 0        {"role": str}
+    UNPARK = 16   # scheduler -> worker rank   {}
+    STATE = 17    # worker rank -> scheduler   {"state": "active" | "parked"}

@@ -1,0 +1,46 @@
+"""Entry of every rank above 0: say hello, get the plan, serve the role, say goodbye."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+
+from ..logs import RankContext
+from ..mpi.channel import Channel
+from ..mpi.environ import HUB_SECRET_PREFIXES, MPI_PREFIXES, scrub_process_environ
+from .dask_ranks import RankJob, StopWatch, install_stop_signals, serve_rank
+from .protocol import Tag
+
+logger = logging.getLogger(__name__)
+
+
+def drop_inherited_secrets() -> None:
+    """Remove hub tokens from this Dask rank's environment (rank 0's child keeps them),
+    and MPI variables, so the worker processes a Nanny starts are not part of the MPI job."""
+    scrub_process_environ(HUB_SECRET_PREFIXES + MPI_PREFIXES)
+
+
+async def rank_main(channel: Channel, context: RankContext) -> None:
+    stop = StopWatch(channel)
+    install_stop_signals(stop, grace=10.0)
+    channel.send(0, Tag.HELLO, {"host": socket.gethostname(), "pid": os.getpid()})
+    plan_task = asyncio.ensure_future(channel.recv(Tag.PLAN, source=0))
+    await asyncio.wait([plan_task, asyncio.ensure_future(stop.wait())],
+                       return_when=asyncio.FIRST_COMPLETED)
+    if plan_task.done():
+        msg = plan_task.result()[1]
+        job = RankJob(channel=channel, plan=msg["plan"], settings=msg["settings"], tls=msg["tls"],
+                      job_id=msg["job_id"])
+        if msg["settings"] is not None:
+            channel.poll_interval = msg["settings"].poll_interval
+        context.role = job.role.value
+        logger.info("role: %s", job.role.value)
+        await serve_rank(job, stop)
+    else:
+        plan_task.cancel()
+    await stop.wait()
+    stop.cancel()
+    channel.send(0, Tag.BYE, {"role": context.role})
+    await channel.flush(2.0)

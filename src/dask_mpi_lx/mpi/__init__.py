@@ -1,0 +1,1 @@
+"""Everything that touches MPI: the environment MPI launchers set, and the polling channel."""

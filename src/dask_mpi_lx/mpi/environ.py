@@ -1,0 +1,91 @@
+"""Pure helpers for the environment that MPI launchers, batch systems and JupyterHub set."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+#: Prefixes of variables that tie a process to an MPI job (Open MPI 4/5, PMIx, MPICH/Hydra,
+#: Intel MPI, PSM). A child that keeps them joins, or breaks, the parent's MPI job.
+MPI_PREFIXES = (
+    "OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_",
+    "PMI_", "HYDI_", "HYDRA_", "MPIR_", "MPICH_", "I_MPI_",
+    "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HFI_", "IPATH_",
+)  # fmt: skip
+
+#: JupyterHub credentials handed to the single-user server: only rank 0's child may keep them.
+HUB_SECRET_PREFIXES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUTH_",
+                       "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_SSL_", "JPY_")  # fmt: skip
+
+#: Where each launcher puts the rank and the world size, checked in order.
+RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "PMI_ID")
+SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "MPI_UNIVERSE_SIZE")
+
+
+def without_prefixes(env: Mapping[str, str], prefixes: tuple[str, ...]) -> dict[str, str]:
+    """A copy of ``env`` without the variables whose names start with any of ``prefixes``."""
+    return {k: v for k, v in env.items() if not k.startswith(prefixes)}
+
+
+def scrub_mpi(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without MPI/PMIx variables: a child started with it is a clean MPI singleton."""
+    return without_prefixes(env, MPI_PREFIXES)
+
+
+def scrub_hub_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without JupyterHub tokens and OAuth settings."""
+    return without_prefixes(env, HUB_SECRET_PREFIXES)
+
+
+def has_hub_secrets(env: Mapping[str, str]) -> bool:
+    return any(k.startswith(HUB_SECRET_PREFIXES) for k in env)
+
+
+def _first_int(env: Mapping[str, str], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = env.get(name)
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def rank_from_env(env: Mapping[str, str] | None = None) -> int | None:
+    """This process's rank as the launcher announced it, before MPI_Init; None if unknown."""
+    return _first_int(os.environ if env is None else env, RANK_VARS)
+
+
+def size_from_env(env: Mapping[str, str] | None = None) -> int | None:
+    """The world size as the launcher announced it, before MPI_Init; None if unknown."""
+    return _first_int(os.environ if env is None else env, SIZE_VARS)
+
+
+def job_id(env: Mapping[str, str] | None = None) -> str:
+    """The batch job's id (Slurm, PBS, LSF), else ``local-<pid>`` of this process."""
+    env = os.environ if env is None else env
+    for name in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID"):
+        if env.get(name):
+            return env[name].split(".")[0]
+    return f"local-{os.getpid()}"
+
+
+def scrub_process_environ(prefixes: tuple[str, ...] = MPI_PREFIXES) -> list[str]:
+    """Remove matching variables from this process's environment, both ``os.environ`` and
+    the C-level ``environ`` (which MPI libraries change with setenv behind Python's back,
+    and which child processes inherit). Returns the names removed."""
+    import ctypes
+
+    names = {k for k in os.environ if k.startswith(prefixes)}
+    try:
+        c_environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+        i = 0
+        while c_environ[i] is not None:
+            name = c_environ[i].split(b"=", 1)[0].decode(errors="replace")
+            if name.startswith(prefixes):
+                names.add(name)
+            i += 1
+    except (OSError, ValueError, AttributeError):  # no C environ to read: os.environ only
+        pass
+    for name in names:
+        os.environ.pop(name, None)
+        os.unsetenv(name)
+    return sorted(names)
