@@ -30,6 +30,7 @@ def serve_and_exit(channel: Channel) -> None:
     context = RankContext(channel.rank, channel.size)
     configure(context)
     drop_inherited_secrets()
+    _keep_workers_from_rerunning_the_script()
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -39,6 +40,17 @@ def serve_and_exit(channel: Channel) -> None:
         t.start()
         t.join()
     sys.exit(0)
+
+
+def _keep_workers_from_rerunning_the_script() -> None:
+    """A Nanny starts its worker with multiprocessing's "spawn", which re-runs the main
+    script (as ``__mp_main__``) when it knows its path; the script calls MPICluster() at
+    top level, so the worker would try to build a cluster itself. Without ``__file__`` the
+    spawned worker skips that step (functions from the script still travel by value)."""
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None and hasattr(main, "__file__"):
+        main.__mpi_lx_script__ = main.__file__
+        del main.__file__
 
 
 def rank0_settings(overrides: dict) -> Settings:

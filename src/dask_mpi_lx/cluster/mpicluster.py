@@ -252,9 +252,17 @@ class MPICluster(Cluster):
         if isinstance(n, bool) or not isinstance(n, int):
             raise ScaleError(f"cannot scale to {n!r}: give a whole number from 0 to {self.limit}")
         self._pool = await self.scheduler_comm.mpi_lx_scale(n=n)
-        deadline = time.monotonic() + 20
+        await self._settle(n)
+
+    def _settled(self, n: int) -> bool:
+        states = {v["state"] for v in self.worker_ranks.values()}
+        return len(self.scheduler_info["workers"]) == n and states <= {"active", "parked"}
+
+    async def _settle(self, n: int, timeout: float = 20.0) -> None:
+        """Until ``n`` workers are connected and every rank finished parking or starting."""
+        deadline = time.monotonic() + timeout
         await self._refresh()
-        while len(self.scheduler_info["workers"]) != n and time.monotonic() < deadline:
+        while not self._settled(n) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
             await self._refresh()
 

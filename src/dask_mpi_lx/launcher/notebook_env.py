@@ -48,7 +48,8 @@ def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
         "distributed": {},
         "mpi-lx": {"job": {"id": cluster.job_id, "scheduler-address": cluster.address}},
         "labextension": {
-            "factory": {"module": "dask_mpi_lx", "class": "MPICluster", "args": [], "kwargs": {}},
+            "factory": {"module": "dask_mpi_lx", "class": "MPICluster", "args": [],
+                        "kwargs": {"exclusive": True}},
             "default": {"workers": None, "adapt": None},
             "initial": [{"name": f"MPI job {cluster.job_id}: {plural_workers(cluster.n_workers)}"}],
         },
