@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,9 +50,9 @@ class Run:
                 f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}")
 
 
-def launcher_argv(np: int, launcher: str = "openmpi") -> list[str]:
+def launcher_argv(np: int, launcher: str = "openmpi", env: dict | None = None) -> list[str]:
     if launcher == "mpich":
-        mpiexec = os.environ.get("MPICH_MPIEXEC") or require("mpiexec.mpich")
+        mpiexec = (env or os.environ).get("MPICH_MPIEXEC") or require("mpiexec.mpich")
         return [mpiexec, "-n", str(np)]
     argv = [require("mpirun"), "-np", str(np), "--oversubscribe"]
     if os.geteuid() == 0:
@@ -63,17 +64,14 @@ def start(argv: list[str], np: int, env: dict | None = None, launcher: str = "op
           **popen: object) -> subprocess.Popen:
     """Start ``argv`` on ``np`` ranks in its own process group (for `stop_group`)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.Popen(launcher_argv(np, launcher) + argv, env=full_env, text=True,
+    return subprocess.Popen(launcher_argv(np, launcher, full_env) + argv, env=full_env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, **popen)
 
 
 def stop_group(proc: subprocess.Popen) -> None:
-    with_suppress = (ProcessLookupError, PermissionError)
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except with_suppress:
-        pass
 
 
 def run(argv: list[str], np: int, timeout: float = 120, env: dict | None = None,

@@ -191,6 +191,14 @@ def resolve(**overrides: Any) -> Settings:
     )
 
 
+def rank_dask_config() -> dict[str, Any]:
+    """`mpi-lx.rank-config`: dask config for the scheduler and worker ranks."""
+    value = dask.config.get(f"{NAMESPACE}.rank-config", default=None) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{NAMESPACE}.rank-config", value, "a mapping of dask config keys")
+    return dict(value)
+
+
 def attach_setting(name: str) -> float:
     """A duration from `mpi-lx.attach.<name>`, in seconds."""
     return _seconds(f"{NAMESPACE}.attach.{name}", dask.config.get(f"{NAMESPACE}.attach.{name}"))

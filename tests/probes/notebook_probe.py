@@ -10,6 +10,7 @@ import os
 import stat
 import sys
 import time
+from pathlib import Path
 
 
 def facts() -> dict:
@@ -55,7 +56,7 @@ def facts() -> dict:
             rank_pids.append(client.run_on_scheduler(os.getpid))
             out["rank_pids"] = rank_pids
             out["rank_proc_environ_has_token"] = [
-                b"JUPYTERHUB_API_TOKEN" in open(f"/proc/{p}/environ", "rb").read()
+                b"JUPYTERHUB_API_TOKEN" in Path(f"/proc/{p}/environ").read_bytes()
                 for p in rank_pids]
     from mpi4py import MPI
 

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
+import socket
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +166,10 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
         prefix=f"dask-mpi-lx-{job.job_id}-rank{job.channel.rank}-", dir=s.job_directory
     )
     sched = job.plan.scheduler_rank
+    # the worker process a Nanny spawns sets up its logging from this on import
+    os.environ["DASK_DISTRIBUTED__ADMIN__LOG_FORMAT"] = (
+        f"%(asctime)s dask-mpi-lx[rank {job.channel.rank}/{job.channel.size} worker-process "
+        f"@{socket.gethostname()}] %(name)s %(levelname)s: %(message)s")
     while not stop.event.is_set():
         scrub_process_environ()  # PMIx may set more after MPI_Init: keep worker processes clean
         worker = cls(

@@ -7,6 +7,9 @@ import logging
 import os
 import socket
 
+import dask.config
+
+from ..config import rank_dask_config
 from ..logs import RankContext
 from ..mpi.channel import Channel
 from ..mpi.environ import HUB_SECRET_PREFIXES, MPI_PREFIXES, scrub_process_environ
@@ -36,6 +39,7 @@ async def rank_main(channel: Channel, context: RankContext) -> None:
         if msg["settings"] is not None:
             channel.poll_interval = msg["settings"].poll_interval
         context.role = job.role.value
+        dask.config.set(rank_dask_config())
         logger.info("role: %s", job.role.value)
         await serve_rank(job, stop)
     else:

@@ -1,0 +1,54 @@
+from click.testing import CliRunner
+
+from dask_mpi_lx.cli import main
+
+
+def test_help_lists_every_setting_flag():
+    from dask_mpi_lx.config import setting_keys
+
+    out = CliRunner().invoke(main, ["launch", "--help"]).output
+    for key in setting_keys():
+        flag = "--tls / --no-tls" if key == "tls" else (
+            "--dashboard / --no-dashboard" if key == "dashboard" else f"--{key}")
+        assert flag in out, key
+
+
+def test_missing_command_is_a_click_error():
+    result = CliRunner().invoke(main, ["launch"])
+    assert result.exit_code == 2
+    assert "Missing argument 'CMD...'" in result.output
+
+
+def test_bad_option_without_command_names_the_option():
+    result = CliRunner().invoke(main, ["launch", "--nthreads", "zero"])
+    assert result.exit_code == 2
+    assert "'--nthreads'" in result.output
+
+
+def test_config_command_shows_resolved_settings(monkeypatch):
+    monkeypatch.setenv("DASK_MPI_LX__SCHEDULER_PORT", "8786")
+    import dask.config
+
+    dask.config.refresh()
+    try:
+        result = CliRunner().invoke(main, ["config"])
+    finally:
+        monkeypatch.delenv("DASK_MPI_LX__SCHEDULER_PORT")
+        dask.config.refresh()
+    assert result.exit_code == 0
+    assert "scheduler-port: 8786" in result.output
+
+
+def test_config_command_reports_bad_values_without_a_traceback(monkeypatch):
+    monkeypatch.setenv("DASK_MPI_LX__POLL_INTERVAL", "often")
+    import dask.config
+
+    dask.config.refresh()
+    try:
+        result = CliRunner().invoke(main, ["config"])
+    finally:
+        monkeypatch.delenv("DASK_MPI_LX__POLL_INTERVAL")
+        dask.config.refresh()
+    assert result.exit_code == 1
+    assert "mpi-lx.poll-interval: got 'often'" in result.output
+    assert "Traceback" not in result.output

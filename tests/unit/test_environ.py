@@ -1,0 +1,44 @@
+import os
+
+from dask_mpi_lx.mpi import environ
+
+
+def test_scrub_mpi_removes_open_mpi_pmix_and_hydra():
+    env = {"OMPI_COMM_WORLD_RANK": "1", "PMIX_RANK": "1", "PMI_FD": "9", "HYDI_CONTROL_FD": "3",
+           "MPI_LOCALRANKID": "0", "PATH": "/bin", "SLURM_JOB_ID": "7"}
+    assert environ.scrub_mpi(env) == {"PATH": "/bin", "SLURM_JOB_ID": "7"}
+
+
+def test_hub_secrets():
+    env = {"JUPYTERHUB_API_TOKEN": "t", "JPY_API_TOKEN": "t", "JUPYTERHUB_OAUTH_CALLBACK_URL": "u",
+           "JUPYTERHUB_SERVICE_PREFIX": "/user/a/", "HOME": "/h"}
+    assert environ.has_hub_secrets(env)
+    assert environ.scrub_hub_secrets(env) == {"JUPYTERHUB_SERVICE_PREFIX": "/user/a/", "HOME": "/h"}
+
+
+def test_rank_and_size_from_each_launcher():
+    assert environ.rank_from_env({"OMPI_COMM_WORLD_RANK": "3"}) == 3
+    assert environ.rank_from_env({"PMI_RANK": "2"}) == 2
+    assert environ.rank_from_env({"SLURM_PROCID": "1"}) == 1
+    assert environ.rank_from_env({}) is None
+    assert environ.size_from_env({"PMI_SIZE": "4"}) == 4
+
+
+def test_job_id():
+    assert environ.job_id({"SLURM_JOB_ID": "42"}) == "42"
+    assert environ.job_id({"PBS_JOBID": "1234.casper-pbs"}) == "1234"
+    assert environ.job_id({}) == f"local-{os.getpid()}"
+
+
+def test_scrub_process_environ_reaches_child_processes():
+    import subprocess
+    import sys
+
+    os.putenv("OMPI_TEST_ONLY_IN_C", "1")  # set behind os.environ's back, as PMIx does
+    os.environ["PMIX_TEST_BOTH"] = "1"
+    removed = environ.scrub_process_environ(("OMPI_TEST_", "PMIX_TEST_"))
+    assert removed == ["OMPI_TEST_ONLY_IN_C", "PMIX_TEST_BOTH"]
+    child = subprocess.run([sys.executable, "-c", "import os; print(sorted(k for k in os.environ "
+                            "if 'TEST_' in k and k.startswith(('OMPI','PMIX'))))"],
+                           capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "[]"
