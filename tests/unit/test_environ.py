@@ -42,3 +42,16 @@ def test_scrub_process_environ_reaches_child_processes():
                             "if 'TEST_' in k and k.startswith(('OMPI','PMIX'))))"],
                            capture_output=True, text=True, check=True)
     assert child.stdout.strip() == "[]"
+
+
+def test_mpi_world_size_only_counts_launcher_ranks():
+    assert environ.mpi_world_size({"SLURM_NTASKS": "5", "SLURM_JOB_ID": "1"}) is None
+    assert environ.mpi_world_size({"OMPI_COMM_WORLD_SIZE": "4"}) == 4
+    assert environ.mpi_world_size({"PMI_SIZE": "3", "PMI_RANK": "0"}) == 3
+    assert environ.mpi_world_size({"PMIX_RANK": "0", "SLURM_STEP_NUM_TASKS": "6"}) == 6
+
+
+def test_child_scrub_drops_slurm_task_vars_keeps_job_vars():
+    env = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "5", "SLURM_PROCID": "0",
+           "SLURM_STEP_ID": "0", "SLURM_LOCALID": "0"}
+    assert environ.scrub_mpi(env) == {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "5"}

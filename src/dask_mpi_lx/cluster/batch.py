@@ -16,9 +16,9 @@ logger = logging.getLogger(__name__)
 
 def in_mpi_world() -> bool:
     """True when this process was started by an MPI launcher with more than one rank."""
-    from ..mpi.environ import size_from_env
+    from ..mpi.environ import mpi_world_size
 
-    size = size_from_env()
+    size = mpi_world_size()
     return size is not None and size > 1
 
 

@@ -13,6 +13,12 @@ MPI_PREFIXES = (
     "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HFI_", "IPATH_",
 )  # fmt: skip
 
+#: Slurm variables that describe one task of a job step (mpirun/srun set them per rank);
+#: the job-level ones (SLURM_JOB_ID, SLURM_NTASKS...) stay so `srun` works from a kernel.
+SLURM_TASK_PREFIXES = ("SLURM_STEP_", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_TASK_PID",
+                       "SLURM_GTIDS", "SLURM_NODEID", "SLURM_CPU_BIND", "SLURM_LAUNCH_NODE_IPADDR",
+                       "SLURM_SRUN_COMM_")  # fmt: skip
+
 #: JupyterHub credentials handed to the single-user server: only rank 0's child may keep them.
 HUB_SECRET_PREFIXES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUTH_",
                        "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_SSL_", "JPY_")  # fmt: skip
@@ -28,8 +34,9 @@ def without_prefixes(env: Mapping[str, str], prefixes: tuple[str, ...]) -> dict[
 
 
 def scrub_mpi(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` without MPI/PMIx variables: a child started with it is a clean MPI singleton."""
-    return without_prefixes(env, MPI_PREFIXES)
+    """``env`` without MPI/PMIx variables and Slurm task variables: a child started with it
+    is a clean MPI singleton, and not mistaken for a rank of a job step."""
+    return without_prefixes(env, MPI_PREFIXES + SLURM_TASK_PREFIXES)
 
 
 def scrub_hub_secrets(env: Mapping[str, str]) -> dict[str, str]:
@@ -52,6 +59,22 @@ def _first_int(env: Mapping[str, str], names: tuple[str, ...]) -> int | None:
 def rank_from_env(env: Mapping[str, str] | None = None) -> int | None:
     """This process's rank as the launcher announced it, before MPI_Init; None if unknown."""
     return _first_int(os.environ if env is None else env, RANK_VARS)
+
+
+def mpi_world_size(env: Mapping[str, str] | None = None) -> int | None:
+    """The world size if this process is a rank started by an MPI launcher, else None.
+
+    Only launcher-set variables count (Open MPI, Hydra's PMI, srun's PMIx step); a process
+    that merely runs inside a Slurm job (SLURM_NTASKS) is not a rank.
+    """
+    env = os.environ if env is None else env
+    if "OMPI_COMM_WORLD_SIZE" in env:
+        return _first_int(env, ("OMPI_COMM_WORLD_SIZE",))
+    if "PMI_SIZE" in env:
+        return _first_int(env, ("PMI_SIZE",))
+    if "PMIX_RANK" in env:
+        return _first_int(env, ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"))
+    return None
 
 
 def size_from_env(env: Mapping[str, str] | None = None) -> int | None:

@@ -1,0 +1,46 @@
+"""Pure: the HTML of the options form, filled with the admin's limits and defaults."""
+
+from __future__ import annotations
+
+from html import escape
+
+from .options import LABELS, Limits, format_bytes
+
+
+def render(limits: Limits) -> str:
+    """The options form (Bootstrap classes, as JupyterHub's own pages use)."""
+    wall = limits.default_walltime
+    wall_text = f"{wall // 3600:02d}:{wall % 3600 // 60:02d}:00"
+    options = "".join(f'<option value="{escape(p)}">{escape(p)}</option>'
+                      for p in limits.partitions)
+    checked = " checked" if limits.default_dask else ""
+
+    def field(name: str, control: str, hint: str) -> str:
+        return (f'<div class="form-group mb-3"><label for="dask-mpi-lx-{name}" class="form-label">'
+                f'{LABELS[name]}</label>{control}<small class="form-text text-muted">{hint}</small>'
+                "</div>")
+
+    return "\n".join([
+        '<div id="dask-mpi-lx-form">',
+        '<div class="form-check mb-3"><input class="form-check-input" type="checkbox" '
+        f'id="dask-mpi-lx-dask" name="dask" value="on"{checked}>'
+        f'<label class="form-check-label" for="dask-mpi-lx-dask">{LABELS["dask"]} in this job '
+        "(shown in the Dask tab; <code>Client()</code> connects to it)</label></div>",
+        field("cores", f'<input class="form-control" type="number" id="dask-mpi-lx-cores" '
+              f'name="cores" min="1" max="{limits.max_cores}" value="{limits.default_cores}">',
+              f"With Dask: 1 for Jupyter, 1 for the scheduler, the rest are workers "
+              f"(3 to {limits.max_cores})."),
+        field("threads", f'<input class="form-control" type="number" id="dask-mpi-lx-threads" '
+              f'name="threads" min="1" max="{limits.max_threads}" '
+              f'value="{limits.default_threads}">', f"1 to {limits.max_threads}."),
+        field("worker_memory", f'<input class="form-control" type="text" '
+              f'id="dask-mpi-lx-worker_memory" name="worker_memory" '
+              f'value="{format_bytes(limits.default_worker_memory)}">',
+              f"For example 2GiB; at most {format_bytes(limits.max_worker_memory)}."),
+        field("walltime", f'<input class="form-control" type="text" id="dask-mpi-lx-walltime" '
+              f'name="walltime" value="{wall_text}">',
+              f"HH:MM:SS, at most {limits.max_walltime // 3600} hours."),
+        field("partition", f'<select class="form-select form-control" '
+              f'id="dask-mpi-lx-partition" name="partition">{options}</select>', ""),
+        "</div>",
+    ])

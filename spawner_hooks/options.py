@@ -1,0 +1,173 @@
+"""Pure: the user's Dask choices, parsed from the form or REST and bounded by admin limits.
+
+No value reaches a batch script unparsed: every field is converted to an int, a bool, a
+duration or a name from the admin's list, or refused with a message saying what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FIELDS = ("dask", "cores", "threads", "worker_memory", "walltime", "partition")
+LABELS = {
+    "dask": "Start a Dask cluster",
+    "cores": "Cores (MPI ranks)",
+    "threads": "Threads per worker",
+    "worker_memory": "Memory per worker",
+    "walltime": "Walltime",
+    "partition": "Queue / partition",
+}
+MIN_DASK_CORES = 3  # notebook + scheduler + one worker
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
+          "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12,
+          "tib": 2**40}
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_WALLTIME_RE = re.compile(r"^\s*(?:(\d{1,3}):)?(\d{1,2}):(\d{2})\s*$")
+
+
+class OptionError(ValueError):
+    """A user option was refused; the message is safe and useful to show on the spawn page."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the admin allows (set through the spawner's traitlets)."""
+
+    max_cores: int = 8
+    max_threads: int = 4
+    max_worker_memory: int = 8 * 2**30
+    max_walltime: int = 12 * 3600
+    partitions: tuple[str, ...] = ("debug",)
+    default_cores: int = 6
+    default_threads: int = 1
+    default_worker_memory: int = 2 * 2**30
+    default_walltime: int = 3600
+    default_dask: bool = True
+
+
+@dataclass(frozen=True)
+class DaskOptions:
+    """Validated choices; `as_user_options` is what the hub stores."""
+
+    dask: bool
+    cores: int
+    threads: int
+    worker_memory: int   # bytes
+    walltime: int        # seconds
+    partition: str
+
+    @property
+    def workers(self) -> int:
+        return self.cores - 2 if self.dask else 0
+
+    @property
+    def walltime_hms(self) -> str:
+        h, rest = divmod(self.walltime, 3600)
+        return f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+    def as_user_options(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["walltime"] = self.walltime_hms
+        return out
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n}B"
+
+
+def _text(name: str, value: Any) -> str:
+    if isinstance(value, (list, tuple)):  # form data arrives as lists of strings
+        if len(value) != 1:
+            raise OptionError(f"{LABELS[name]}: expected one value, got {len(value)}")
+        value = value[0]
+    if not isinstance(value, (str, int, float, bool)):
+        raise OptionError(f"{LABELS[name]}: expected a plain value, got {type(value).__name__}")
+    return str(value).strip()
+
+
+def _whole(name: str, value: Any, low: int, high: int) -> int:
+    text = _text(name, value)
+    if isinstance(value, bool) or not re.fullmatch(r"\d{1,9}", text):
+        raise OptionError(f"{LABELS[name]}: got {text!r}; expected a whole number from {low} to {high}")
+    number = int(text)
+    if not low <= number <= high:
+        raise OptionError(f"{LABELS[name]}: got {number}; expected a whole number from {low} to {high}")
+    return number
+
+
+def parse_memory(name: str, value: Any, high: int) -> int:
+    text = _text(name, value)
+    match = _MEMORY_RE.match(text)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _UNITS:
+        raise OptionError(f"{LABELS[name]}: got {text!r}; expected a size like 4GiB or 512MiB "
+                          f"(at most {format_bytes(high)})")
+    number = int(float(match.group(1)) * _UNITS[unit])
+    if not 2**20 * 256 <= number <= high:
+        raise OptionError(f"{LABELS[name]}: got {text!r}; expected 256MiB to {format_bytes(high)}")
+    return number
+
+
+def parse_walltime(name: str, value: Any, high: int) -> int:
+    text = _text(name, value)
+    match = _WALLTIME_RE.match(text)
+    if not match:
+        raise OptionError(f"{LABELS[name]}: got {text!r}; expected HH:MM:SS or MM:SS")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    if minutes > 59 or seconds > 59:
+        raise OptionError(f"{LABELS[name]}: got {text!r}; minutes and seconds go up to 59")
+    total = hours * 3600 + minutes * 60 + seconds
+    if not 60 <= total <= high:
+        h = f"{high // 3600:02d}:{high % 3600 // 60:02d}:00"
+        raise OptionError(f"{LABELS[name]}: got {text!r}; expected 00:01:00 to {h}")
+    return total
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(name, value).lower()
+    if text in ("1", "true", "on", "yes"):
+        return True
+    if text in ("0", "false", "off", "no", ""):
+        return False
+    raise OptionError(f"{LABELS[name]}: got {text!r}; expected on or off")
+
+
+def validate(raw: Mapping[str, Any] | None, limits: Limits) -> DaskOptions:
+    """Turn untrusted options (form or REST) into `DaskOptions`, or raise `OptionError`."""
+    raw = dict(raw or {})
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise OptionError(f"unknown option(s) {', '.join(map(repr, unknown))}; "
+                          f"allowed: {', '.join(FIELDS)}")
+    dask = _bool("dask", raw["dask"]) if "dask" in raw else limits.default_dask
+    low = MIN_DASK_CORES if dask else 1
+    cores = (_whole("cores", raw["cores"], low, limits.max_cores) if "cores" in raw
+             else max(low, limits.default_cores))
+    threads = (_whole("threads", raw["threads"], 1, limits.max_threads) if "threads" in raw
+               else limits.default_threads)
+    memory = (parse_memory("worker_memory", raw["worker_memory"], limits.max_worker_memory)
+              if "worker_memory" in raw else limits.default_worker_memory)
+    walltime = (parse_walltime("walltime", raw["walltime"], limits.max_walltime)
+                if "walltime" in raw else limits.default_walltime)
+    partition = _text("partition", raw["partition"]) if "partition" in raw else limits.partitions[0]
+    if partition not in limits.partitions:
+        raise OptionError(f"{LABELS['partition']}: got {partition!r}; choose one of "
+                          f"{', '.join(limits.partitions)}")
+    return DaskOptions(dask=dask, cores=cores, threads=threads, worker_memory=memory,
+                       walltime=walltime, partition=partition)
+
+
+def from_form(formdata: Mapping[str, list[str]], limits: Limits) -> DaskOptions:
+    """Form posts carry lists of strings; an unchecked checkbox is simply absent."""
+    data = {k: v for k, v in formdata.items() if k != "_xsrf"}
+    data["dask"] = data.get("dask", ["off"])
+    return validate(data, limits)

@@ -1,0 +1,166 @@
+"""A small client for the local hub: REST with the test service's token, a browser-like
+session (cookies, XSRF) for the real login and spawn pages, and a kernel over the websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+    headers: dict
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Hub:
+    def __init__(self, url: str, token: str):
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def request(self, method: str, path: str, data=None, token: str | None = "default",
+                timeout: float = 60) -> Response:
+        body = json.dumps(data).encode() if data is not None else None
+        req = urllib.request.Request(self.url + path, data=body, method=method)
+        if token:
+            req.add_header("Authorization", f"token {self.token if token == 'default' else token}")
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(req, timeout=timeout) as r:
+                return Response(r.status, r.read().decode(), dict(r.headers))
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.read().decode(), dict(e.headers))
+
+    def user(self, name: str) -> dict:
+        return self.request("GET", f"/hub/api/users/{name}").json()
+
+    def server(self, name: str) -> dict | None:
+        return self.user(name)["servers"].get("")
+
+    def spawn(self, name: str, options: dict, timeout: float = 150) -> tuple[Response, list[str]]:
+        """Start a server and follow its progress stream; returns (response, messages)."""
+        r = self.request("POST", f"/hub/api/users/{name}/server", options)
+        if r.status not in (201, 202):
+            return r, []
+        messages = self.progress(name, timeout)
+        return r, messages
+
+    def progress(self, name: str, timeout: float) -> list[str]:
+        req = urllib.request.Request(f"{self.url}/hub/api/users/{name}/server/progress")
+        req.add_header("Authorization", f"token {self.token}")
+        messages = []
+        with urllib.request.urlopen(req, timeout=timeout) as stream:
+            for raw in stream:
+                line = raw.decode().strip()
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    messages.append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        break
+        return messages
+
+    def stop(self, name: str, timeout: float = 60) -> None:
+        self.request("DELETE", f"/hub/api/users/{name}/server")
+        deadline = time.monotonic() + timeout
+        while self.server(name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class Browser:
+    """Cookies and XSRF as a browser does, for the hub's HTML pages."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def _xsrf(self) -> str:
+        return next((c.value for c in self.jar if c.name == "_xsrf"), "")
+
+    def get(self, path: str) -> Response:
+        try:
+            with self.opener.open(self.url + path, timeout=60) as r:
+                return Response(r.status, r.read().decode(), dict(r.headers))
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.read().decode(), dict(e.headers))
+
+    def post_form(self, path: str, fields: dict) -> Response:
+        data = urllib.parse.urlencode({**fields, "_xsrf": self._xsrf()}, doseq=True).encode()
+        req = urllib.request.Request(self.url + path, data=data, method="POST")
+        try:
+            with self.opener.open(req, timeout=120) as r:
+                return Response(r.status, r.read().decode(), dict(r.headers))
+        except urllib.error.HTTPError as e:
+            return Response(e.code, e.read().decode(), dict(e.headers))
+
+    def login(self, user: str, password: str) -> Response:
+        self.get("/hub/login")
+        return self.post_form("/hub/login?next=", {"username": user, "password": password})
+
+
+def error_text(html: str) -> str:
+    """The visible text of the hub's error box on a page."""
+    text = re.sub(r"<[^>]+>", " ", html)
+    return re.sub(r"\s+", " ", text)
+
+
+async def _run_code(ws_url: str, token: str, code: str, timeout: float) -> dict:
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    req = HTTPRequest(ws_url, headers={"Authorization": f"token {token}"})
+    ws = await websocket_connect(req)
+    msg_id = uuid.uuid4().hex
+    ws.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+    out = {"stdout": "", "stderr": "", "error": None}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(ws.read_message(), timeout=max(1, deadline - time.monotonic()))
+        if raw is None:
+            break
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        if kind == "stream":
+            out[msg["content"]["name"]] += msg["content"]["text"]
+        elif kind == "error":
+            out["error"] = "\n".join(msg["content"]["traceback"])
+        elif kind == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    ws.close()
+    return out
+
+
+def run_in_kernel(hub: Hub, user: str, code: str, timeout: float = 120) -> dict:
+    """Start a kernel in the user's server, run ``code``, return its stdout/stderr/error."""
+    r = hub.request("POST", f"/user/{user}/api/kernels", {"name": "python3"})
+    assert r.status == 201, r.body
+    kernel = r.json()["id"]
+    ws_url = hub.url.replace("http", "ws", 1) + f"/user/{user}/api/kernels/{kernel}/channels"
+    try:
+        return asyncio.run(_run_code(ws_url, hub.token, code, timeout))
+    finally:
+        hub.request("DELETE", f"/user/{user}/api/kernels/{kernel}")
