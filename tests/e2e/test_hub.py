@@ -149,7 +149,8 @@ script = """
 from distributed import Client
 from dask_mpi_lx import MPICluster
 with MPICluster() as cluster, Client(cluster) as c:
-    print("BATCH", cluster.mode, len(c.scheduler_info()["workers"]), c.submit(sum, [2, 3]).result(), flush=True)
+    n = len(c.scheduler_info()["workers"])
+    print("BATCH", cluster.mode, n, c.submit(sum, [2, 3]).result(), flush=True)
 """
 path = os.path.join(os.path.expanduser("~"), "mpicluster_batch_check.py")
 open(path, "w").write(script)
