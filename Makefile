@@ -9,12 +9,13 @@ PY := $(VENV)/bin/python
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q
 SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps
 
-.PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi demo clean
+.PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e demo demo-stop clean
 
 help:
 	@echo "make demo    - start the local stack and print the URL (see README)"
 	@echo "make test    - install everything and run lint + all tests"
-	@echo "make lint | test-unit | test-mpi | install | clean"
+	@echo "make demo-stop - stop everything the demo started"
+	@echo "make lint | test-unit | test-mpi | test-e2e | install | clean"
 
 system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
@@ -50,12 +51,17 @@ test-unit: venv
 test-mpi: venv mpich-venv
 	MPICH_VENV=$(MPICH_VENV) $(PY) -m pytest tests/mpi -q
 
+test-e2e: venv
+	$(PY) -m pytest tests/e2e -q
+
 test: install lint
 	MPICH_VENV=$(MPICH_VENV) $(PY) -m pytest -q -rs
 
-demo: install
-	@echo ">> demo: 6 MPI ranks, a TLS Dask cluster, and a command that uses it"
-	$(PY) benchmarks/../etc/demo_launch.py
+demo: venv
+	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py demo
+
+demo-stop:
+	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py down
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

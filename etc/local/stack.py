@@ -4,6 +4,7 @@ Dask-MPI-LX, started as root without systemd. Idempotent; stops only what it sta
     python etc/local/stack.py up      # start (or keep) everything, print URL and credentials
     python etc/local/stack.py down    # stop the hub, cancel jobs, stop Slurm and munge
     python etc/local/stack.py status
+    python etc/local/stack.py demo    # up, print the URL and credentials, down on Ctrl-C
 """
 
 from __future__ import annotations
@@ -253,6 +254,26 @@ def down() -> None:
     say("stack down")
 
 
+def demo() -> None:
+    """`make demo`: bring everything up, say where to go, run until interrupted."""
+    up()
+    s = secrets_file()
+    print(f"""
+  Dask-MPI-LX demo is running.
+    Open      {HUB_URL}/hub/login
+    Log in as alice (or bob), password: {s['user_password']}
+    On the options page pick e.g. 6 cores: Jupyter + a scheduler + 4 Dask workers.
+    In Lab, the Dask tab (left bar) lists "MPI job <id>: 4 workers"; Client() just connects.
+  Press Ctrl-C to stop everything (or run `make demo-stop` from another shell).
+""", flush=True)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    while not stop:
+        time.sleep(0.5)
+    down()
+
+
 def status() -> None:
     for name in PIDS:
         print(f"{name:12s} {'pid ' + str(alive(name)) if alive(name) else 'stopped'}")
@@ -262,4 +283,4 @@ def status() -> None:
 if __name__ == "__main__":
     if os.geteuid() != 0:
         raise SystemExit("run as root: it starts munge, Slurm and a hub that spawns as users")
-    {"up": up, "down": down, "status": status}[sys.argv[1] if len(sys.argv) > 1 else "status"]()
+    {"up": up, "down": down, "status": status, "demo": demo}[sys.argv[1] if len(sys.argv) > 1 else "status"]()

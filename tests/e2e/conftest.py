@@ -27,12 +27,15 @@ def _unavailable(reason: str):
 
 
 @pytest.fixture(scope="session")
-def stack() -> dict:
+def stack():
     if os.geteuid() != 0:
         _unavailable("the local stack starts Slurm and a hub as root")
     for tool in ("sbatch", "slurmctld", "munged", "mpirun"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             _unavailable(f"{tool} not installed (make test installs it)")
+    status = subprocess.run([sys.executable, str(STACK), "status"], capture_output=True,
+                            text=True, timeout=60).stdout
+    already_up = "hub api      up" in status
     result = subprocess.run([sys.executable, str(STACK), "up"], capture_output=True, text=True,
                             timeout=600)
     if result.returncode != 0:
@@ -41,7 +44,9 @@ def stack() -> dict:
     with open(os.path.join(info["hub_dir"], "secrets.json")) as f:
         secrets = json.load(f)
     info.update(secrets)
-    return info
+    yield info
+    if not already_up:  # leave the machine as we found it
+        subprocess.run([sys.executable, str(STACK), "down"], capture_output=True, timeout=120)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,30 @@
+"""Example: an NCAR-style PBS Pro hub (Casper and Derecho queues) with Dask-MPI-LX.
+
+This file was rendered and checked in the tests (tests/unit/test_hub_spawner.py renders the
+PBS script); PBS itself could not be run here, see docs/admin-guide.md.
+"""
+
+c = get_config()  # noqa: F821
+
+c.JupyterHub.spawner_class = "dask_mpi_lx_hooks.DaskMPIPBSSpawner"
+c.Spawner.start_timeout = 600        # PBS queues can be slow to start a job
+c.Spawner.http_timeout = 120
+c.Spawner.default_url = "/lab"
+
+ENV = "/glade/u/apps/opt/jupyter/envs/dask-mpi-lx"   # the compute image's environment
+c.Spawner.cmd = [f"{ENV}/bin/jupyterhub-singleuser"]
+c.DaskMPIPBSSpawner.batchspawner_singleuser_cmd = f"{ENV}/bin/batchspawner-singleuser"
+c.DaskMPIPBSSpawner.dask_mpi_lx_cmd = f"{ENV}/bin/dask-mpi-lx"
+# PBS Pro with Cray MPICH or Open MPI: mpiexec -n N (mpiprocs=N in the select statement).
+c.DaskMPIPBSSpawner.dask_launcher = "mpiexec"
+# Queues users may choose: on Casper the shared "casper" queue, on Derecho "main"/"develop".
+c.DaskMPIPBSSpawner.dask_partitions = ["casper", "develop", "main"]
+c.DaskMPIPBSSpawner.dask_max_cores = 36       # one Casper node; ranks share the node
+c.DaskMPIPBSSpawner.dask_default_cores = 6
+c.DaskMPIPBSSpawner.dask_max_threads = 4
+c.DaskMPIPBSSpawner.dask_max_worker_memory = "10GiB"
+c.DaskMPIPBSSpawner.dask_default_worker_memory = "4GiB"
+c.DaskMPIPBSSpawner.dask_max_walltime = "12:00:00"
+c.DaskMPIPBSSpawner.dask_default_walltime = "04:00:00"
+# Project/account: PBS needs -A at NCAR; add it as an extra #PBS line.
+c.DaskMPIPBSSpawner.req_options = "-A NCAR0001"   # your project code (or set it per user in a pre_spawn_hook)

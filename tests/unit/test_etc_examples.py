@@ -1,0 +1,30 @@
+"""The example hub configs in etc/ load, and every setting they make is a real trait."""
+
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+import dask_mpi_lx_hooks
+
+ETC = Path(__file__).resolve().parents[2] / "etc"
+
+
+@pytest.mark.parametrize("name", ["jupyterhub_config_slurm.py", "jupyterhub_config_pbs.py"])
+def test_example_config_sets_only_real_traits(name):
+    config = Config()
+    exec(compile((ETC / name).read_text(), name, "exec"), {"get_config": lambda: config})
+    spawner_class = config.JupyterHub.spawner_class
+    cls = getattr(dask_mpi_lx_hooks, spawner_class.rsplit(".", 1)[1])
+    section = config[cls.__name__]
+    assert section, "the example configures the spawner"
+    for key in section:
+        assert key in cls.class_trait_names(), f"{cls.__name__}.{key} is not a trait"
+    assert cls(config=config).dask_limits().max_cores == section["dask_max_cores"]
+
+
+def test_batch_templates_in_etc_are_the_packaged_ones():
+    from dask_mpi_lx_hooks.spawner import template
+
+    for name in ("slurm.sh.j2", "pbs.sh.j2"):
+        assert (ETC / "batch" / name).read_text() == template(name)
