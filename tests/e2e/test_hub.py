@@ -130,6 +130,7 @@ from dask_mpi import initialize
 initialize(nthreads=1, dashboard=False)
 from distributed import Client
 with Client() as c:
+    c.wait_for_workers(2, timeout=60)  # initialize() returns before its workers connect
     print("INIT", len(c.scheduler_info()["workers"]), c.submit(sum, [2, 3]).result(), flush=True)
 """
 path = os.path.join(os.path.expanduser("~"), "dask_mpi_initialize_check.py")

@@ -32,6 +32,7 @@ class WorkerPool:
         self.dashboard = dashboard
         self.wanted = {r: "active" for r in plan.worker_ranks}    # what we asked for
         self.reported = {r: "active" for r in plan.worker_ranks}  # what each rank said last
+        self._unparking: set[int] = set()  # sent UNPARK, rank not yet reported active
         self._lock = asyncio.Lock()
         self._listener: asyncio.Task | None = None
         scheduler.handlers.update(
@@ -54,7 +55,11 @@ class WorkerPool:
                 continue
             rank, msg = got
             self.reported[rank] = msg["state"]
-            if msg["state"] == "parked" and self.wanted.get(rank) == "active":
+            if msg["state"] == "active":
+                self._unparking.discard(rank)
+            elif rank in self._unparking:
+                pass  # the end of an earlier park; the rank restarts on our UNPARK next
+            elif self.wanted.get(rank) == "active":
                 # closed by someone else (retire_workers, client.shutdown): accept it
                 self.wanted[rank] = "parked"
             elif msg["state"] == "active" and self.wanted.get(rank) == "parked":
@@ -73,8 +78,10 @@ class WorkerPool:
             name = worker_name(r)
             if self.wanted[r] == "parked":
                 state = "parked" if self.reported[r] == "parked" else "parking"
+            elif r in self._unparking or name not in connected:
+                state = "starting"
             else:
-                state = "active" if name in connected else "starting"
+                state = "active"
             ranks[r] = {"name": name, "host": self.plan.hosts[r], "state": state}
         return {
             "job_id": self.job_id,
@@ -105,6 +112,7 @@ class WorkerPool:
                 await self._park_names(names)
             for r in parked[: max(0, n - len(active))]:
                 self.wanted[r] = "active"
+                self._unparking.add(r)
                 self.channel.send(r, Tag.UNPARK, {})
                 logger.info("unparking worker rank %d", r)
         return self.info()
