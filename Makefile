@@ -7,7 +7,7 @@ VENV ?= $(PREFIX)/venv
 MPICH_VENV ?= $(PREFIX)/venv-mpich
 PY := $(VENV)/bin/python
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q
-SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps
+SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps chromium
 
 .PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e demo demo-stop clean
 

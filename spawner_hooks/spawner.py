@@ -79,8 +79,10 @@ class DaskMPISpawnerMixin(HasTraits):
         )
 
     @default("options_form")
-    def _dask_options_form(self) -> str:
-        return form.render(self.dask_limits())
+    def _dask_options_form(self) -> Any:
+        # a callable, rendered on every visit: after an error it shows what was submitted
+        return lambda spawner: form.render(spawner.dask_limits(),
+                                           getattr(spawner, "_dask_last_form", None))
 
     @default("options_from_form")
     def _dask_options_from_form_default(self) -> Any:
@@ -88,9 +90,12 @@ class DaskMPISpawnerMixin(HasTraits):
 
     def _dask_options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         try:
-            return from_form(formdata, self.dask_limits()).as_user_options()
+            options = from_form(formdata, self.dask_limits()).as_user_options()
         except OptionError as e:
+            self._dask_last_form = {k: v for k, v in formdata.items() if k != "_xsrf"}
             raise web.HTTPError(400, str(e)) from None
+        self._dask_last_form = None
+        return options
 
     @default("apply_user_options")
     def _dask_apply_default(self) -> Any:

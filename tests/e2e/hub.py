@@ -12,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 
@@ -160,7 +161,8 @@ def run_in_kernel(hub: Hub, user: str, code: str, timeout: float = 120) -> dict:
     assert r.status == 201, r.body
     kernel = r.json()["id"]
     ws_url = hub.url.replace("http", "ws", 1) + f"/user/{user}/api/kernels/{kernel}/channels"
-    try:
-        return asyncio.run(_run_code(ws_url, hub.token, code, timeout))
+    try:  # in a thread of its own: the caller may be inside an event loop (Playwright's)
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _run_code(ws_url, hub.token, code, timeout)).result()
     finally:
         hub.request("DELETE", f"/user/{user}/api/kernels/{kernel}")

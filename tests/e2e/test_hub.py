@@ -99,7 +99,7 @@ def test_dask_tab_api_lists_and_scales_the_job_cluster(hub, server):
     card = clusters[0]
     assert card["name"].startswith("MPI job ") and card["name"].endswith(f": {N_WORKERS} workers")
     assert card["workers"] == N_WORKERS
-    assert card["dashboard_link"].startswith(f"/user/{USER}/proxy/")
+    assert card["dashboard_link"] == f"/user/{USER}/proxy/dask-mpi-lx/dashboard/status"
     for n in (1, N_WORKERS, 2):
         r = hub.request("PATCH", f"/user/{USER}/dask/clusters/{card['id']}", {"workers": n})
         assert r.status == 200, r.body

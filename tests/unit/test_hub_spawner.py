@@ -91,4 +91,17 @@ def test_form_errors_become_http_400_with_the_message():
 
 def test_options_form_is_rendered_from_the_limits():
     s = make(DaskMPISlurmSpawner, dask_max_cores=36, dask_partitions=["casper"])
-    assert 'max="36"' in s.options_form and 'value="casper"' in s.options_form
+    html = s.options_form(s)
+    assert 'max="36"' in html and 'value="casper"' in html
+
+
+def test_after_an_error_the_form_shows_what_was_typed_escaped():
+    s = make(DaskMPISlurmSpawner, dask_partitions=["debug", "big"])
+    with pytest.raises(web.HTTPError):
+        s.options_from_form({"cores": ["7"], "walltime": ['"><script>x</script>'],
+                             "partition": ["big"], "dask": ["on"]})
+    html = s.options_form(s)
+    assert 'value="7"' in html and '<option value="big" selected>' in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    s.options_from_form({"cores": ["4"], "dask": ["on"]})
+    assert 'value="6"' in s.options_form(s)  # a good submission clears it

@@ -9,11 +9,11 @@ CLUSTER = JobCluster(job_id="123", address="tls://10.0.0.1:8786", dashboard=("12
                      n_workers=4, tls_paths={"cert": "/j/c.pem", "key": "/j/k.pem"})
 
 
-def test_dashboard_link_behind_hub_uses_the_server_proxy():
+def test_dashboard_link_behind_hub_is_stable_across_jobs():
     assert dashboard_link_template(("127.0.0.1", 1), "/user/alice/") == \
-        "/user/alice/proxy/{port}/status"
-    assert dashboard_link_template(("node7", 1), "/user/alice") == \
-        "/user/alice/proxy/{host}:{port}/status"
+        "/user/alice/proxy/dask-mpi-lx/dashboard/status"
+    assert dashboard_link_template(("node7", 2), "/user/alice") == \
+        "/user/alice/proxy/dask-mpi-lx/dashboard/status"
 
 
 def test_dashboard_link_without_hub_is_plain_http():
@@ -31,7 +31,7 @@ def test_job_config_has_address_tls_and_labextension_entry():
     assert lab["factory"]["class"] == "MPICluster"
     assert lab["default"] == {"workers": None, "adapt": None}
     assert lab["initial"] == [{"name": "MPI job 123: 4 workers"}]
-    assert cfg["distributed"]["dashboard"]["link"] == "/user/alice/proxy/{port}/status"
+    assert cfg["distributed"]["dashboard"]["link"] == "/user/alice/proxy/dask-mpi-lx/dashboard/status"
 
 
 def test_child_environment_scrubs_mpi_keeps_the_rest():

@@ -24,18 +24,19 @@ def dashboard_link_template(
 ) -> str | None:
     """A `distributed.dashboard.link` that works where the user is.
 
-    Behind JupyterHub the link goes through the user's server proxy (jupyter-server-proxy):
-    ``<prefix>proxy/<port>/status`` for a dashboard on localhost, ``<prefix>proxy/<host>:<port>``
-    otherwise. Without a hub it is a plain http link to where the dashboard listens.
+    Behind JupyterHub: ``<prefix>proxy/dask-mpi-lx/dashboard/status``, served by this
+    package's Jupyter server extension (`dask_mpi_lx.labext`) through the user's server and
+    its hub authentication; the same URL for every job. Without a hub: a plain http link to
+    where the dashboard listens.
     """
     if dashboard is None:
         return None
     host, _port = dashboard
-    local = host in ("127.0.0.1", "localhost", "::1")
     if service_prefix:
         prefix = service_prefix if service_prefix.endswith("/") else service_prefix + "/"
-        return prefix + ("proxy/{port}/status" if local else "proxy/{host}:{port}/status")
-    return "http://" + (host if not local else "127.0.0.1") + ":{port}/status"
+        return prefix + "proxy/dask-mpi-lx/dashboard/status"
+    local = host in ("127.0.0.1", "localhost", "::1")
+    return "http://" + ("127.0.0.1" if local else host) + ":{port}/status"
 
 
 def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:

@@ -1,0 +1,237 @@
+"""The user's view, in Debian's chromium driven by Playwright: hub login, the options form,
+Lab, the Dask tab's card, a dashboard plot, scaling and adaptive from the SCALE dialog, a
+notebook cell, a Lab reload, and a refused form value. Each test saves a screenshot."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.hub import Hub
+
+pytestmark = pytest.mark.e2e
+
+USER = "alice"
+CORES = 6
+WORKERS = CORES - 2
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "artifacts" / "screenshots"))
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="dask-dashboard-launcher"]'
+CARD = "#dask-dashboard-launcher li.dask-ClusterListingItem"
+PLOTS = "#dask-dashboard-launcher .dask-DashboardListing-item button:not([disabled])"
+DIALOG = ".jp-Dialog"
+
+
+def shot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        message = "Debian's chromium is not installed (make test installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def login(browser, stack, user: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(f"{stack['hub_url']}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", stack["user_password"])
+    page.click("#login_submit")
+    return page
+
+
+@pytest.fixture(scope="module")
+def lab(chromium, stack, hub: Hub):
+    """alice logs in, fills the options form (6 cores) and waits for her Lab."""
+    hub.stop(USER)
+    page = login(chromium, stack, USER)
+    page.wait_for_url("**/hub/spawn**")
+    record = {"form": shot(page, "options-form")}
+    page.fill("#dask-mpi-lx-cores", str(CORES))
+    t0 = time.monotonic()
+    page.click("#dask-mpi-lx-form ~ * button[type=submit], form button[type=submit], "
+               "form input[type=submit]")
+    page.wait_for_selector(".progress-bar, #progress-message", timeout=30_000)
+    record["progress"] = shot(page, "spawn-progress")
+    page.wait_for_url(f"**/user/{USER}/lab**", timeout=150_000)
+    record["seconds_to_lab"] = time.monotonic() - t0
+    record["page"] = page
+    yield record
+    page.close()
+    hub.stop(USER)
+
+
+def open_dask_tab(page):
+    tab = page.wait_for_selector(TAB)
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    page.wait_for_selector(CARD)
+    page.locator(CARD).first.scroll_into_view_if_needed()
+
+
+def card_workers(page) -> int:
+    text = page.locator(CARD).first.inner_text()
+    return int(re.search(r"Number of Workers:\s*(\d+)", text).group(1))
+
+
+def wait_card_workers(page, n: int, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while card_workers(page) != n and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return card_workers(page)
+
+
+def scale_dialog(page, workers: int | None = None, adaptive: bool | None = None,
+                 minimum: int | None = None, maximum: int | None = None) -> None:
+    page.locator(CARD).first.locator(".dask-ClusterListingItem-scale").click()
+    dialog = page.wait_for_selector(DIALOG)
+    inputs = page.locator(f"{DIALOG} input.dask-ScalingInput")
+    checkbox = page.locator(f"{DIALOG} input.dask-ScalingCheckbox")
+    if adaptive is not None and checkbox.is_checked() != adaptive:
+        checkbox.click()
+    if workers is not None:
+        inputs.nth(0).fill(str(workers))
+    if minimum is not None:
+        inputs.nth(1).fill(str(minimum))
+    if maximum is not None:
+        inputs.nth(2).fill(str(maximum))
+    page.click(f"{DIALOG} button.jp-mod-accept")
+    dialog.wait_for_element_state("hidden")
+
+
+def test_login_and_options_form_lead_to_lab(lab):
+    assert lab["form"].exists() and lab["progress"].exists()
+    assert f"/user/{USER}/lab" in lab["page"].url
+    assert lab["seconds_to_lab"] < 150
+
+
+def test_dask_tab_shows_the_job_cluster_without_new(lab):
+    page = lab["page"]
+    open_dask_tab(page)
+    assert page.locator(CARD).count() == 1
+    title = page.locator(f"{CARD} .dask-ClusterListingItem-title").first.inner_text()
+    assert re.fullmatch(rf"MPI job \d+: {WORKERS} workers", title.strip()), title
+    assert wait_card_workers(page, WORKERS) == WORKERS
+    text = page.locator(CARD).first.inner_text()
+    assert f"/user/{USER}/proxy/dask-mpi-lx/dashboard/status" in text  # stable, via the hub
+    page.wait_for_selector(PLOTS)  # enabled plot buttons = dashboard connected
+    assert page.locator(PLOTS).count() > 20
+    shot(page, "dask-tab")
+
+
+def test_dashboard_plot_opens_connected(lab, hub: Hub):
+    from tests.e2e.hub import run_in_kernel
+
+    out = run_in_kernel(hub, USER, "import dask.array as da; from distributed import Client; "
+                        "c = Client(); print(float(da.ones((2000, 2000), chunks=250).sum()"
+                        ".compute()))")
+    assert out["stdout"].strip() == "4000000.0", out
+    page = lab["page"]
+    open_dask_tab(page)
+    page.locator(PLOTS).filter(has_text="TASK STREAM").first.click()
+    frame_el = page.wait_for_selector(".dask-DaskDashboard-widget iframe")
+    src = frame_el.get_attribute("src")
+    assert f"/user/{USER}/proxy/dask-mpi-lx/dashboard/" in src and "individual-task-stream" in src, src
+    frame = frame_el.content_frame()
+    frame.wait_for_selector(".bk-Figure, .bk-root, div[data-root-id]", state="attached",
+                            timeout=30_000)
+    time.sleep(1)
+    shot(page, "dashboard-plot")
+
+
+def test_scale_down_and_up_from_the_dialog(lab):
+    page = lab["page"]
+    open_dask_tab(page)
+    scale_dialog(page, workers=2)
+    assert wait_card_workers(page, 2) == 2
+    shot(page, "scaled-down")
+    scale_dialog(page, workers=WORKERS)
+    assert wait_card_workers(page, WORKERS) == WORKERS
+
+
+def test_adaptive_on_then_off(lab):
+    page = lab["page"]
+    open_dask_tab(page)
+    scale_dialog(page, adaptive=True, minimum=1, maximum=WORKERS)
+    # an idle cluster under adaptive scaling parks all but the minimum
+    assert wait_card_workers(page, 1, timeout=60) == 1
+    shot(page, "adaptive")
+    scale_dialog(page, adaptive=False, workers=3)
+    assert wait_card_workers(page, 3) == 3
+    time.sleep(6)  # adaptive is off: nothing parks the idle workers any more
+    assert card_workers(page) == 3
+    scale_dialog(page, workers=WORKERS)
+    assert wait_card_workers(page, WORKERS) == WORKERS
+
+
+def test_notebook_cell_uses_the_cluster(lab, hub: Hub):
+    page = lab["page"]
+    nb = {"type": "notebook", "content": {
+        "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+                   "source": "from distributed import Client; "
+                             "Client().submit(sum, [1, 2]).result()"}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}}
+    r = hub.request("PUT", f"/user/{USER}/api/contents/dask-check.ipynb", nb)
+    assert r.status in (200, 201), r.body
+    page.goto(page.url.split("/lab")[0] + "/lab/tree/dask-check.ipynb")
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
+    page.wait_for_selector("#jp-main-statusbar >> text=/Python 3.*Idle/", timeout=90_000)
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    page.locator('.jp-NotebookPanel-toolbar [data-command="notebook:run-cell-and-select-next"]'
+                 ).first.click()
+    out = page.wait_for_selector(".jp-OutputArea-output", timeout=90_000)
+    deadline = time.monotonic() + 30
+    while out.inner_text().strip() != "3" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert out.inner_text().strip() == "3"
+    shot(page, "notebook-cell")
+
+
+def test_lab_reload_keeps_the_dashboard_connected(lab):
+    page = lab["page"]
+    page.goto(page.url.split("/lab")[0] + "/lab")
+    open_dask_tab(page)
+    page.wait_for_selector(PLOTS)
+    assert page.locator(PLOTS).count() > 20
+    assert page.locator("#dask-dashboard-launcher .dask-DashboardListing-inactive-title").count() == 0
+    shot(page, "after-reload")
+
+
+def test_invalid_form_value_is_shown_on_the_spawn_page(chromium, stack, hub: Hub):
+    hub.stop("bob")
+    page = login(chromium, stack, "bob")
+    page.wait_for_url("**/hub/spawn**")
+    page.fill("#dask-mpi-lx-cores", "5")
+    page.fill("#dask-mpi-lx-walltime", "tomorrow")
+    page.click("form button[type=submit], form input[type=submit]")
+    page.wait_for_selector("text=expected HH:MM:SS")
+    assert "Walltime: got 'tomorrow'" in page.inner_text("body")
+    assert page.locator("#dask-mpi-lx-form").count() == 1  # the form is still there
+    assert page.input_value("#dask-mpi-lx-cores") == "5"  # and what was typed is kept
+    assert page.input_value("#dask-mpi-lx-walltime") == "tomorrow"
+    shot(page, "form-error")
+    assert hub.server("bob") is None
+    page.close()
