@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from collections.abc import Mapping
+from html import escape
 
 from .options import LABELS, Limits, format_bytes
 
