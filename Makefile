@@ -9,12 +9,13 @@ PY := $(VENV)/bin/python
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q
 SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps chromium
 
-.PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e demo demo-stop clean
+.PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e demo demo-stop bench clean
 
 help:
 	@echo "make demo    - start the local stack and print the URL (see README)"
 	@echo "make test    - install everything and run lint + all tests"
 	@echo "make demo-stop - stop everything the demo started"
+	@echo "make bench     - run every benchmark and regenerate docs/benchmarks.md"
 	@echo "make lint | test-unit | test-mpi | test-e2e | install | clean"
 
 system-packages:
@@ -62,6 +63,10 @@ demo: venv
 
 demo-stop:
 	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py down
+
+bench: venv
+	$(VENV)/bin/pip install -q -r requirements/bench.txt
+	PY=$(PY) benchmarks/run_all.sh
 
 clean:
 	rm -rf build *.egg-info .pytest_cache

@@ -1,0 +1,58 @@
+"""Shared by the benchmarks: MPI command lines, process bookkeeping, medians, JSON output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+ERROR_LINE = re.compile(r"Traceback|\bERROR\b|Error:|Exception", re.IGNORECASE)
+
+
+def mpirun(np: int) -> list[str]:
+    argv = ["mpirun", "-np", str(np), "--oversubscribe"]
+    if os.geteuid() == 0:
+        argv.insert(1, "--allow-run-as-root")
+    return argv
+
+
+def machine() -> dict:
+    return {"host": platform.node(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def median(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 3) if xs else None
+
+
+def error_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if ERROR_LINE.search(line))
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def emit(result: dict, name: str) -> None:
+    """Print the one JSON line and keep a copy in benchmarks/results/<name>.json."""
+    result = {**result, "machine": machine()}
+    line = json.dumps(result)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(line + "\n")
+    print(line, flush=True)

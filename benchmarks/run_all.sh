@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Every benchmark, one after the other (they share 2 cores: never run two at once), then the
+# report (docs/benchmarks.md and its plot). `make bench` runs this. About 25 minutes here.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PY:-python3}
+$PY ../etc/local/stack.py up
+for b in b6_idle_cost b5_throughput b4_shutdown b1_cluster_ready b3_hub_spawn b2_jobqueue; do
+  echo ">> $b" >&2
+  $PY "$b.py"
+done
+$PY report.py
