@@ -1,8 +1,9 @@
 """B1: from `mpirun` start to all N workers connected, ours vs the upstream `dask-mpi` CLI.
 
-Ours: `mpirun -np N+2 dask-mpi-lx launch -- child` (Nanny workers, TLS); the child waits for
-N workers. Upstream: `mpirun -np N+1 dask-mpi --scheduler-file F` (Nanny workers, plain TCP);
-a client waits for N workers. Runs alternate; medians. Error/traceback lines are counted in
+Ours: `mpirun -np N+2 dask-mpi-lx launch -- child` (Nanny workers, TLS, dashboard): ready is
+when rank 0 logs that the scheduler has all N workers. Upstream: `mpirun -np N+1 dask-mpi
+--scheduler-file F` (Nanny workers, plain TCP, dashboard): ready is when a client, already
+running, sees N workers. Runs alternate; medians. Error/traceback lines are counted in
 everything each run printed, start to shutdown.
 
 Run: python benchmarks/b1_cluster_ready.py [--workers 2 4 8 16 32 64] [--runs 3]
@@ -11,22 +12,32 @@ Run: python benchmarks/b1_cluster_ready.py [--workers 2 4 8 16 32 64] [--runs 3]
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 from common import BIN, emit, error_lines, median, mpirun
 
 CHILD = """
-import sys, time
+import sys
 from distributed import Client
-n = int(sys.argv[1])
 with Client(timeout="600s") as c:
-    c.wait_for_workers(n, timeout=600)
-    print("READY", repr(time.time()), flush=True)
+    c.wait_for_workers(int(sys.argv[1]), timeout=600)
 """
+READY = re.compile(r"^(\S+ \S+) dask-mpi-lx\[rank 0/.*Dask cluster ready at .* \((\d+) workers\)")
+
+
+def ready_time(stderr: str, n: int) -> float:
+    """When rank 0 logged that the scheduler had all n workers (log time, ms resolution)."""
+    for line in stderr.splitlines():
+        m = READY.match(line)
+        if m and int(m.group(2)) == n:
+            return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    raise RuntimeError("no 'Dask cluster ready' line with all workers:\n" + stderr[-2000:])
 
 
 def ours(n: int) -> dict:
@@ -36,7 +47,7 @@ def ours(n: int) -> dict:
                                         "-c", CHILD, str(n)],
                        capture_output=True, text=True, timeout=900)
     t_end = time.time()
-    ready = next(float(x.split()[1]) for x in p.stdout.splitlines() if x.startswith("READY"))
+    ready = ready_time(p.stderr, n)
     return {"ready_s": ready - t0, "shutdown_s": t_end - ready, "rc": p.returncode,
             "error_lines": error_lines(p.stdout + p.stderr)}
 
@@ -48,7 +59,7 @@ def upstream(n: int) -> dict:
         sched = Path(tmp) / "scheduler.json"
         t0 = time.time()
         proc = subprocess.Popen(mpirun(n + 1) + [str(BIN / "dask-mpi"), "--scheduler-file",
-                                                 str(sched), "--no-dashboard"],
+                                                 str(sched), "--dashboard-address", ":0"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         while not sched.exists():

@@ -66,7 +66,7 @@ def rank_of(pid: int) -> int:
 def label(rows: list, roles: dict) -> list:
     for r in rows:
         r["role"] = roles.get(r["rank"], "worker")
-        if r["role"] == "worker" and r["processes"] == 1:
+        if r["role"] == "worker" and not r["worker_process"]:
             r["role"] = "parked"
     return rows
 
@@ -81,8 +81,9 @@ def measure(argv: list[str], settle: float, seconds: float, ready_line: str | No
                     break
         time.sleep(settle)
         tree = children()
-        ranks = [p for p in subtree(proc.pid, tree)
-                 if "python" in cmd(p) and ("launch" in cmd(p) or "dask-mpi " in cmd(p))]
+        ranks = [p for p in subtree(proc.pid, tree)[1:]  # [0] is mpirun itself
+                 if cmd(p).split(" ")[0].endswith(("python", "python3"))
+                 and ("launch" in cmd(p) or "dask-mpi " in cmd(p))]
         groups = {r: subtree(r, tree) for r in ranks}
         before = {p: ticks(p) for g in groups.values() for p in g}
         time.sleep(seconds)
@@ -90,7 +91,9 @@ def measure(argv: list[str], settle: float, seconds: float, ready_line: str | No
         for r, g in groups.items():
             cpu = sum(ticks(p) - before[p] for p in g) / CLK / seconds
             rows.append({"pid": r, "rank": rank_of(r), "cpu": round(cpu, 4),
-                         "uss_mb": round(sum(uss_mb(p) for p in g), 1), "processes": len(g)})
+                         "uss_mb": round(sum(uss_mb(p) for p in g), 1), "processes": len(g),
+                         "worker_process": any("multiprocessing.spawn" in cmd(p) or
+                                               "forkserver" in cmd(p) for p in g[1:])})
         return rows
     finally:
         stop_group(proc)

@@ -56,6 +56,11 @@ class DaskMPISpawnerMixin(HasTraits):
                               ).tag(config=True)
     dask_launch_args = List(Unicode(), help='Extra `dask-mpi-lx launch` options, e.g. '
                             '["--interface", "ib0"].').tag(config=True)
+    dask_wait_for_workers = Bool(
+        False, help="Start Jupyter only once every Dask worker is in. Off by default: Jupyter "
+        "starts at once and the cluster joins while it starts (the Dask tab and Client() "
+        "wait for the scheduler), so the user waits no longer than without Dask."
+    ).tag(config=True)
 
     req_ntasks = Unicode("1", help="MPI ranks of the job (set from the user's choice).")
     req_ncpus = Unicode("1", help="Cores of the job: ranks x threads (set from the choice).")
@@ -128,8 +133,9 @@ class DaskMPISpawnerMixin(HasTraits):
         opts = self.dask_options
         if opts is None or not opts.dask:
             return inner
+        wait = "--wait-for-workers" if self.dask_wait_for_workers else "--no-wait-for-workers"
         return launch_command(inner, opts, self.dask_launcher, self.dask_launcher_args,
-                              self.dask_mpi_lx_cmd, self.dask_launch_args)
+                              self.dask_mpi_lx_cmd, [wait, *self.dask_launch_args])
 
     async def progress(self) -> Any:
         opts = self.dask_options
@@ -142,7 +148,7 @@ class DaskMPISpawnerMixin(HasTraits):
         while True:
             if self.state_isrunning():
                 host = self.state_gethost() if self.job_status else "?"
-                step = "starting the Dask cluster, then Jupyter" if opts and opts.dask \
+                step = "starting Jupyter and the Dask cluster" if opts and opts.dask \
                     else "starting Jupyter"
                 yield {"progress": 50, "message": f"Job running on {host}: {step}"}
                 break
@@ -151,8 +157,7 @@ class DaskMPISpawnerMixin(HasTraits):
             await asyncio.sleep(1)
         while not self.port:
             await asyncio.sleep(0.5)
-        done = "Dask cluster up; " if opts and opts.dask else ""
-        yield {"progress": 90, "message": f"{done}Jupyter server started on port {self.port}, "
+        yield {"progress": 90, "message": f"Jupyter server started on port {self.port}, "
                                           "connecting..."}
 
 

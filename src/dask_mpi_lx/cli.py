@@ -73,8 +73,12 @@ def main() -> None:
          help="host:port for the dashboard (default: 127.0.0.1:0 on rank 0's host).")
 @_option("--job-directory", "job-directory", type=click.Path(file_okay=False),
          help="Parent of the job-private directory (default: $TMPDIR or /tmp).")
+@click.option("--wait-for-workers/--no-wait-for-workers", "wait_for_workers", default=None,
+              show_default="wait-for-workers",
+              help="Start CMD once every worker is in, or at once (the cluster joins while CMD "
+              "starts; what a hub wants).")
 @_option("--scheduler-timeout", "scheduler-timeout", type=str,
-         help="How long the command may wait for the scheduler.")
+         help="How long rank 0 waits for the scheduler (and workers) before going on.")
 @_option("--shutdown-timeout", "shutdown-timeout", type=str,
          help="How long ranks get to stop before the job is aborted.")
 @_option("--poll-interval", "poll-interval", type=str,

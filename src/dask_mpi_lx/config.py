@@ -43,6 +43,7 @@ class Settings:
     dashboard: bool
     dashboard_address: str | None
     job_directory: str
+    wait_for_workers: bool
     scheduler_timeout: float
     shutdown_timeout: float
     poll_interval: float
@@ -185,6 +186,7 @@ def resolve(**overrides: Any) -> Settings:
         job_directory=_optional_str(key("job-directory"), raw.get("job-directory"))
         or os.environ.get("TMPDIR")
         or "/tmp",
+        wait_for_workers=_bool(key("wait-for-workers"), raw.get("wait-for-workers")),
         scheduler_timeout=_seconds(key("scheduler-timeout"), raw.get("scheduler-timeout")),
         shutdown_timeout=_seconds(key("shutdown-timeout"), raw.get("shutdown-timeout")),
         poll_interval=_seconds(key("poll-interval"), raw.get("poll-interval")),

@@ -25,7 +25,7 @@ class RankContext(logging.Filter):
 def configure(context: RankContext, level: int = logging.INFO) -> None:
     """Route our logs and distributed's through one stderr handler with rank context."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
+    handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(context)
     root = logging.getLogger()
     for old in list(root.handlers):

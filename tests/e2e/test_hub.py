@@ -58,8 +58,8 @@ def test_server_ready_with_spawn_progress(server):
     assert "Submitted batch job ?" not in text
     assert "Submitted batch job" in text and "5 cores: Jupyter, a Dask scheduler and 3 workers" \
         in text, text
-    assert "starting the Dask cluster, then Jupyter" in text, text
-    assert "Dask cluster up; Jupyter server started on port" in text, text
+    assert "starting Jupyter and the Dask cluster" in text, text
+    assert "Jupyter server started on port" in text, text
     assert len(server["jobs"]) == 1 and server["jobs"][0].endswith("RUNNING")
 
 
@@ -68,6 +68,7 @@ def test_kernel_sees_the_cluster_and_computes_over_tls(hub, server):
 import os, json
 from distributed import Client
 c = Client()
+c.wait_for_workers(N_WORKERS, timeout=60)  # Jupyter starts at once; workers join meanwhile
 info = c.scheduler_info()
 print("JSON " + json.dumps({
   "address": os.environ.get("DASK_SCHEDULER_ADDRESS"),
@@ -81,7 +82,7 @@ print("JSON " + json.dumps({
   "kernel_has_token": bool(os.environ.get("JUPYTERHUB_API_TOKEN")),
 }))
 c.close()
-''')
+'''.replace("N_WORKERS", str(N_WORKERS)))
     assert facts["address"].startswith("tls://") and facts["scheduler"] == facts["address"]
     assert facts["mpi_vars"] == []
     assert facts["workers"] == N_WORKERS
@@ -92,9 +93,14 @@ c.close()
 
 
 def test_dask_tab_api_lists_and_scales_the_job_cluster(hub, server):
-    r = hub.request("GET", f"/user/{USER}/dask/clusters")
-    assert r.status == 200, r.body
-    clusters = r.json()
+    deadline = time.monotonic() + 60  # the workers join while Jupyter starts
+    while True:
+        r = hub.request("GET", f"/user/{USER}/dask/clusters")
+        assert r.status == 200, r.body
+        clusters = r.json()
+        if (clusters and clusters[0]["workers"] == N_WORKERS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert len(clusters) == 1
     card = clusters[0]
     assert card["name"].startswith("MPI job ") and card["name"].endswith(f": {N_WORKERS} workers")

@@ -239,3 +239,18 @@ with Client() as c:
     assert result.returncode == 0, result.describe()
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT"))
     assert line == "RESULT ['rank-2', 'rank-3'] True 5", result.describe()
+
+
+def test_no_wait_starts_the_command_at_once_and_the_cluster_joins(dask_mpi_lx_cmd):
+    import sys
+
+    code = ("import time, os; t = time.time(); from distributed import Client; c = Client(); "
+            "c.wait_for_workers(3, timeout=60); "
+            "print('JOINED', len(c.scheduler_info()['workers']), os.environ['DASK_SCHEDULER_ADDRESS'])")
+    result = mpirun.run([*dask_mpi_lx_cmd, "launch", "--no-wait-for-workers", "--",
+                         sys.executable, "-c", code], np=5)
+    assert result.returncode == 0, result.describe()
+    assert "joining while the command starts" in result.stderr
+    assert "Dask cluster ready at" in result.stderr  # logged once the scheduler answered
+    line = next(x for x in result.stdout.splitlines() if x.startswith("JOINED"))
+    assert line.startswith("JOINED 3 tls://127.0.0.1:"), line  # single host: loopback only

@@ -8,8 +8,8 @@ def test_help_lists_every_setting_flag():
 
     out = CliRunner().invoke(main, ["launch", "--help"]).output
     for key in setting_keys():
-        flag = "--tls / --no-tls" if key == "tls" else (
-            "--dashboard / --no-dashboard" if key == "dashboard" else f"--{key}")
+        switches = ("tls", "dashboard", "wait-for-workers")
+        flag = f"--{key} / --no-{key}" if key in switches else f"--{key}"
         assert flag in out, key
 
 

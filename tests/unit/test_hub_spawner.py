@@ -41,7 +41,8 @@ def test_slurm_script_requests_the_ranks_and_wraps_the_command():
     assert "#SBATCH --time=00:30:00\n" in script
     assert "#SBATCH --partition=debug\n" in script
     assert "#SBATCH --mem=5120M\n" in script  # 3 workers x 1GiB + 2GiB for Jupyter/scheduler
-    assert ("\nmpirun -np 5 dask-mpi-lx launch --nthreads 2 --memory-limit 1073741824 -- "
+    assert ("\nmpirun -np 5 dask-mpi-lx launch --nthreads 2 --memory-limit 1073741824 "
+            "--no-wait-for-workers -- "
             "batchspawner-singleuser jupyterhub-singleuser\n") in script
 
 
@@ -69,7 +70,8 @@ def test_pbs_script_ncar_style():
     assert "#PBS -l select=1:ncpus=12:mpiprocs=6:mem=18GB\n" in script
     assert "#PBS -l walltime=04:00:00\n" in script
     assert "#PBS -q main\n" in script
-    assert "\nmpiexec -n 6 dask-mpi-lx launch --nthreads 2 --memory-limit 4294967296 -- " in script
+    assert ("\nmpiexec -n 6 dask-mpi-lx launch --nthreads 2 --memory-limit 4294967296 "
+            "--no-wait-for-workers -- ") in script
 
 
 def test_bad_rest_options_become_http_400_and_change_nothing():

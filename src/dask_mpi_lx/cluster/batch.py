@@ -25,8 +25,9 @@ def in_mpi_world() -> bool:
 def serve_and_exit(channel: Channel) -> None:
     """Ranks above 0 serve as scheduler or worker until rank 0 closes the cluster, then exit
     the process: the script's code after `MPICluster()` runs on rank 0 only."""
-    from ..launcher.rank_main import drop_inherited_secrets, rank_main
+    from ..launcher.rank_main import drop_inherited_secrets, rank_main, say_hello
 
+    say_hello(channel)
     context = RankContext(channel.rank, channel.size)
     configure(context)
     drop_inherited_secrets()

@@ -18,6 +18,58 @@ from .roles import Plan, plan_roles
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the scheduler listens and what it advertises, decided before it starts when
+    rank 0 can (it shares the scheduler's host), so the notebook need not wait for it."""
+
+    listen_host: str | None              # None: every interface
+    port: int                            # 0: any free port, chosen by the scheduler
+    contact: str | None = None           # the address clients use, known in advance
+    dashboard: tuple[str, int] | None = None
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def routable_ip() -> str | None:
+    """This host's address as other hosts reach it (from its name), or None if its name
+    resolves only to a loopback address."""
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None
+    return None if ip.startswith("127.") else ip
+
+
+def plan_endpoint(plan: Plan, settings: Settings) -> Endpoint:
+    """Single-host jobs listen on 127.0.0.1 only (unless an interface is asked for). Without
+    wait-for-workers, and with the scheduler on rank 0's host, ports are chosen here and
+    the contact address is fixed, so the command can start before the scheduler is up."""
+    listen = "127.0.0.1" if plan.single_host and not settings.interface else None
+    if settings.wait_for_workers or not plan.scheduler_shares_rank0_host:
+        return Endpoint(listen_host=listen, port=settings.scheduler_port)
+    if settings.interface:
+        from distributed.utils import get_ip_interface
+
+        ip = get_ip_interface(settings.interface)
+    else:
+        ip = listen or routable_ip()
+    if ip is None:  # no address to announce in advance: the scheduler picks and reports it
+        return Endpoint(listen_host=listen, port=settings.scheduler_port)
+    port = settings.scheduler_port or _free_port(listen or "")
+    dashboard = None
+    if settings.dashboard:
+        host, _, dport = (settings.dashboard_address or "127.0.0.1:0").rpartition(":")
+        host = host or "127.0.0.1"
+        dashboard = (host, int(dport) or _free_port(host))
+    return Endpoint(listen_host=listen, port=port, contact=f"{settings.protocol}://{ip}:{port}",
+                    dashboard=dashboard)
+
+
 @dataclass
 class StartedCluster:
     """What rank 0 knows once the cluster is up, or why there is none."""
@@ -29,6 +81,7 @@ class StartedCluster:
     dashboard: tuple[str, int] | None = None
     problem: str | None = None
     hello_ranks: tuple[int, ...] = ()
+    early: bool = False  # the address was fixed in advance; the scheduler may not be up yet
 
     @property
     def ok(self) -> bool:
@@ -39,7 +92,8 @@ async def _gather_hellos(channel: Channel, timeout: float) -> dict[int, str]:
     hosts = {0: socket.gethostname()}
     deadline = time.monotonic() + timeout
     while len(hosts) < channel.size:
-        got = await channel.recv(Tag.HELLO, timeout=max(0.0, deadline - time.monotonic()))
+        got = await channel.recv(Tag.HELLO, timeout=max(0.0, deadline - time.monotonic()),
+                                 poll=0.01)
         if got is None:
             break
         hosts[got[0]] = got[1]["host"]
@@ -71,13 +125,25 @@ async def start_cluster(
     elif started.plan:
         logger.warning("TLS is OFF (--no-tls): anyone who can reach the scheduler can run code "
                        "as this user")
+    endpoint = plan_endpoint(started.plan, settings) if started.plan and settings else None
     for r in started.hello_ranks:
         if r != 0:
             channel.send(r, Tag.PLAN, {"plan": started.plan, "tls": started.tls,
-                                       "settings": settings, "job_id": job_id})
+                                       "settings": settings, "job_id": job_id,
+                                       "endpoint": endpoint})
     if started.plan is None:
         return started
-    got = await channel.recv(Tag.READY, source=started.plan.scheduler_rank, timeout=timeout)
+    if endpoint and endpoint.contact:
+        started.address, started.dashboard, started.early = endpoint.contact, endpoint.dashboard, True
+        return started
+    return await wait_ready(channel, started, timeout)
+
+
+async def wait_ready(channel: Channel, started: StartedCluster, timeout: float) -> StartedCluster:
+    """Rank 0 takes the scheduler's READY (address and dashboard, or why it failed)."""
+    assert started.plan is not None
+    got = await channel.recv(Tag.READY, source=started.plan.scheduler_rank, timeout=timeout,
+                             poll=0.02)
     if got is None:
         started.problem = f"the scheduler did not start within {timeout:g}s"
     elif "error" in got[1]:

@@ -16,6 +16,7 @@ from typing import Any
 from ..config import Settings
 from ..mpi.channel import Channel
 from ..mpi.environ import scrub_process_environ
+from .coordinator import Endpoint
 from .jobtls import JobTLS, security_for
 from .pool import WorkerPool
 from .protocol import Tag
@@ -33,6 +34,7 @@ class RankJob:
     settings: Settings
     tls: JobTLS | None
     job_id: str
+    endpoint: Endpoint | None = None
 
     @property
     def role(self) -> Role:
@@ -80,6 +82,8 @@ async def _first(*aws: Any) -> None:
 
 
 def _dashboard_address(job: RankJob) -> str:
+    if job.endpoint and job.endpoint.dashboard:
+        return "{}:{}".format(*job.endpoint.dashboard)
     if job.settings.dashboard_address:
         return job.settings.dashboard_address
     assert job.plan is not None
@@ -104,10 +108,13 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     assert job.plan is not None
     s = job.settings
     try:
+        endpoint = job.endpoint or Endpoint(listen_host=None, port=s.scheduler_port)
         scheduler = Scheduler(
-            port=s.scheduler_port,
+            host=endpoint.listen_host,
+            port=endpoint.port,
+            contact_address=endpoint.contact,
             protocol=s.protocol,
-            interface=s.interface,
+            interface=None if endpoint.listen_host else s.interface,
             security=security_for(job.tls),
             dashboard=s.dashboard,
             dashboard_address=_dashboard_address(job),
@@ -132,7 +139,8 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         job.channel.send(r, Tag.READY, ready)
     logger.info("scheduler at %s, dashboard %s, %d worker ranks", scheduler.address,
                 dashboard, len(job.plan.worker_ranks))
-    await _wait_for_workers(scheduler, len(job.plan.worker_ranks), s.scheduler_timeout, stop)
+    if s.wait_for_workers:  # rank 0 starts the command once they are all in
+        await _wait_for_workers(scheduler, len(job.plan.worker_ranks), s.scheduler_timeout, stop)
     job.channel.send(0, Tag.READY, {**ready, "workers": len(scheduler.workers)})
     await _first(stop.wait(), scheduler.finished())
     await pool.stop()
@@ -178,7 +186,8 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             nthreads=s.nthreads,
             memory_limit=s.memory_limit,
             local_directory=local_directory,
-            interface=s.interface,
+            host=job.endpoint.listen_host if job.endpoint else None,
+            interface=None if job.endpoint and job.endpoint.listen_host else s.interface,
             protocol=s.protocol,
             security=security_for(job.tls),
             death_timeout=60,

@@ -1,12 +1,16 @@
-"""Per-job TLS material: made once on rank 0, kept in memory on the Dask ranks."""
+"""Per-job TLS material: made once on rank 0, kept in memory on the Dask ranks.
+
+Rank 0 never imports `distributed`: only the Dask ranks turn the keys into a `Security`."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from distributed.security import Security
+if TYPE_CHECKING:
+    from distributed.security import Security
 
 
 @dataclass(frozen=True)
@@ -21,13 +25,42 @@ class JobTLS:
 
 
 def new_job_tls() -> JobTLS:
-    """Fresh keys for one job (RSA-2048, via distributed's `Security.temporary`)."""
-    temporary = Security.temporary()
-    return JobTLS(cert_pem=temporary.tls_ca_file, key_pem=temporary.tls_scheduler_key)
+    """Fresh keys for one job: a self-signed ECDSA P-256 certificate (CN/SAN
+    ``dask-internal``, as distributed's `Security.temporary` names it), made in well under
+    a millisecond, so rank 0 hands out keys without delaying the notebook."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dask-internal")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("dask-internal")]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return JobTLS(
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
+        key_pem=key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()).decode(),
+    )
 
 
 def security_for(tls: JobTLS | None) -> Security:
     """An in-memory `Security` requiring encryption; or plain TCP when ``tls`` is None."""
+    from distributed.security import Security
+
     if tls is None:
         return Security(require_encryption=False)
     roles = {

@@ -26,20 +26,22 @@ def reexec_without_hub_secrets() -> None:
 
 def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> int:
     """Run this rank's part of the job; the return value is the process exit code."""
-    import distributed  # noqa: F401  (sets up its logging first, so ours wins)
-
     from ..mpi.channel import Channel
 
     channel = Channel(poll_interval=settings.poll_interval if settings else 0.1)
     context = RankContext(channel.rank, channel.size,
                           "notebook-supervisor" if channel.rank == 0 else "starting")
-    configure(context)
     if channel.rank != 0:
-        from .rank_main import drop_inherited_secrets, rank_main
+        from .rank_main import drop_inherited_secrets, rank_main, say_hello
 
+        say_hello(channel)
+        import distributed  # noqa: F401  (sets up its logging first, so ours wins)
+
+        configure(context)
         drop_inherited_secrets()
         asyncio.run(rank_main(channel, context))
         return 0
+    configure(context)  # rank 0 never imports distributed: the notebook starts sooner
     from .supervisor import supervise
 
     if settings_problem:

@@ -25,17 +25,22 @@ def drop_inherited_secrets() -> None:
     scrub_process_environ(HUB_SECRET_PREFIXES + MPI_PREFIXES)
 
 
+def say_hello(channel: Channel) -> None:
+    """Tell rank 0 where this rank runs: first thing after MPI starts, before the slow
+    imports, so rank 0 can plan (and start the notebook) while the ranks load Dask."""
+    channel.send(0, Tag.HELLO, {"host": socket.gethostname(), "pid": os.getpid()})
+
+
 async def rank_main(channel: Channel, context: RankContext) -> None:
     stop = StopWatch(channel)
     install_stop_signals(stop, grace=10.0)
-    channel.send(0, Tag.HELLO, {"host": socket.gethostname(), "pid": os.getpid()})
     plan_task = asyncio.ensure_future(channel.recv(Tag.PLAN, source=0))
     await asyncio.wait([plan_task, asyncio.ensure_future(stop.wait())],
                        return_when=asyncio.FIRST_COMPLETED)
     if plan_task.done():
         msg = plan_task.result()[1]
         job = RankJob(channel=channel, plan=msg["plan"], settings=msg["settings"], tls=msg["tls"],
-                      job_id=msg["job_id"])
+                      job_id=msg["job_id"], endpoint=msg.get("endpoint"))
         if msg["settings"] is not None:
             channel.poll_interval = msg["settings"].poll_interval
         context.role = job.role.value

@@ -41,6 +41,10 @@ class Plan:
     def scheduler_shares_rank0_host(self) -> bool:
         return self.hosts[self.scheduler_rank] == self.hosts[0]
 
+    @property
+    def single_host(self) -> bool:
+        return len(set(self.hosts)) == 1
+
 
 def worker_name(rank: int) -> str:
     """The Dask worker name of a rank (stable across park/unpark)."""

@@ -33,6 +33,20 @@ def _prepare_job_files(started: StartedCluster, settings: Settings) -> JobDirect
     return jobdir
 
 
+async def _report_ready(channel: Channel, started: StartedCluster, settings: Settings) -> None:
+    """In early mode the command already runs; say in the log when the scheduler is up."""
+    from .coordinator import wait_ready
+
+    t0 = time.monotonic()
+    done = await wait_ready(channel, StartedCluster(job_id=started.job_id, plan=started.plan,
+                                                    tls=None), settings.scheduler_timeout)
+    if done.ok:
+        logger.info("Dask cluster ready at %s, %.2fs after the command started", done.address,
+                    time.monotonic() - t0)
+    else:
+        logger.error("the Dask cluster at %s did not start: %s", started.address, done.problem)
+
+
 async def _run_child(cmd: list[str], env: dict[str, str]) -> int:
     try:
         child = await asyncio.create_subprocess_exec(*cmd, env=env)
@@ -74,7 +88,14 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
             jobdir = _prepare_job_files(started, settings)
         except Exception as e:
             started.problem = f"cannot write the job's files: {e}"
-    if jobdir:
+    watcher = None
+    if jobdir and started.early:
+        logger.info("Dask cluster starting at %s (%d workers), joining while the command "
+                    "starts; job files in %s", started.address, len(started.plan.worker_ranks),
+                    jobdir.path)
+        env = child_environment(os.environ, started.address, str(jobdir.dask_config_dir))
+        watcher = asyncio.ensure_future(_report_ready(channel, started, settings))
+    elif jobdir:
         logger.info("Dask cluster ready at %s (%d workers); job files in %s", started.address,
                     len(started.plan.worker_ranks), jobdir.path)
         env = child_environment(os.environ, started.address, str(jobdir.dask_config_dir))
@@ -85,6 +106,8 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
     logger.info("starting the command %.2fs after launch", time.monotonic() - t0)
     rc = await _run_child(cmd, env)
     logger.info("command exited with code %d; stopping the cluster", rc)
+    if watcher:
+        watcher.cancel()
     if jobdir:  # first: after a SIGTERM, mpirun SIGKILLs every rank about a second later
         jobdir.remove()
     t1 = time.monotonic()

@@ -39,9 +39,11 @@ class Channel:
         return status.Get_source(), message.recv()
 
     async def recv(
-        self, tag: int, source: int | None = None, timeout: float | None = None
+        self, tag: int, source: int | None = None, timeout: float | None = None,
+        poll: float | None = None,
     ) -> tuple[int, Any] | None:
-        """Wait for a message with ``tag``; None when ``timeout`` seconds pass first."""
+        """Wait for a message with ``tag``; None when ``timeout`` seconds pass first.
+        ``poll`` overrides the sleep between checks (short while starting up)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             got = self.try_recv(tag, source)
@@ -49,7 +51,7 @@ class Channel:
                 return got
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(self.poll_interval if poll is None else poll)
 
     async def flush(self, timeout: float) -> bool:
         """Wait until every started send completed; False if ``timeout`` passed first."""
