@@ -5,17 +5,19 @@ SHELL := /bin/bash
 PREFIX ?= /opt/dask-mpi-lx
 VENV ?= $(PREFIX)/venv
 MPICH_VENV ?= $(PREFIX)/venv-mpich
+DOCS_VENV ?= $(PREFIX)/venv-docs
 PY := $(VENV)/bin/python
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q
 SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps chromium
 
-.PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e demo demo-stop bench clean
+.PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e docs demo demo-stop bench clean
 
 help:
 	@echo "make demo    - start the local stack and print the URL (see README)"
 	@echo "make test    - install everything and run lint + all tests"
 	@echo "make demo-stop - stop everything the demo started"
 	@echo "make bench     - run every benchmark and regenerate docs/benchmarks.md"
+	@echo "make docs      - regenerate the reference pages and build the site (strict)"
 	@echo "make lint | test-unit | test-mpi | test-e2e | install | clean"
 
 system-packages:
@@ -55,7 +57,12 @@ test-mpi: venv mpich-venv
 test-e2e: venv
 	$(PY) -m pytest tests/e2e -q
 
-test: install lint
+docs: venv
+	@[ -x $(DOCS_VENV)/bin/mkdocs ] || { /usr/bin/python3 -m venv $(DOCS_VENV) && $(DOCS_VENV)/bin/pip install -q mkdocs==1.6.1; }
+	$(PY) docs/gen_reference.py
+	$(DOCS_VENV)/bin/mkdocs build --strict --quiet
+
+test: install lint docs
 	MPICH_VENV=$(MPICH_VENV) $(PY) -m pytest -q -rs
 
 demo: venv

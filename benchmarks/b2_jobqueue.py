@@ -38,6 +38,7 @@ def ours_job(n: int, hold: float = 0.0) -> tuple[str, Path]:
     tmp.chmod(0o755)
     stamp = tmp / "ready"
     script = (f"#!/bin/bash\n#SBATCH --ntasks={n + 2}\n#SBATCH --output={tmp}/job.log\n"
+              "trap 'echo SIGTERM received' TERM\n"
               f"mpirun --allow-run-as-root {BIN}/dask-mpi-lx launch -- "
               f"{sys.executable} -c '{CHILD}' {stamp} {n} {hold}\n")
     job = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True,

@@ -52,6 +52,7 @@ def scancel(np: int) -> float:
     tmp.chmod(0o755)
     stamp = tmp / "ready"
     script = (f"#!/bin/bash\n#SBATCH --ntasks={np}\n#SBATCH --output={tmp}/job.log\n"
+              "trap 'echo SIGTERM received' TERM\n"
               f"mpirun --allow-run-as-root {BIN}/dask-mpi-lx launch --job-directory {tmp} -- "
               f"{sys.executable} -c '{CHILD_WAIT}' {stamp}\n")
     job = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True,

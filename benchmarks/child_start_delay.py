@@ -1,8 +1,9 @@
 """How much later the notebook (rank 0's child) starts because of the Dask cluster.
 
-Compares, alternating run by run: the child started directly (plain batchspawner: no MPI),
-and the child started by `mpirun -np N dask-mpi-lx launch -- child`, where rank 0 starts
-the child once the scheduler and all workers are up. Prints one JSON line.
+Compares, alternating run by run, the time from the start to the child running: started
+directly (plain batchspawner: no MPI); by `mpirun -np N dask-mpi-lx launch
+--wait-for-workers` (rank 0 starts it once every worker is in); and with
+`--no-wait-for-workers` (at once; what the hub spawner uses). Prints one JSON line.
 
 Run: python benchmarks/child_start_delay.py [--ranks 4 8] [--runs 5]
 """
@@ -10,7 +11,6 @@ Run: python benchmarks/child_start_delay.py [--ranks 4 8] [--runs 5]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -19,15 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-BIN = Path(sys.executable).parent
+from common import BIN, emit, mpirun
+
 CHILD = "import sys, time; open(sys.argv[1], 'w').write(repr(time.time()))"
-
-
-def mpirun(np: int) -> list[str]:
-    argv = ["mpirun", "-np", str(np), "--oversubscribe"]
-    if os.geteuid() == 0:
-        argv.insert(1, "--allow-run-as-root")
-    return argv
 
 
 def child_start(prefix: list[str]) -> float:
@@ -45,18 +39,19 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     out = {"benchmark": "child start delay", "runs": args.runs, "cores": os.cpu_count()}
+    rows = []
     for np in args.ranks:
-        direct, launched = [], []
+        direct, waiting, early = [], [], []
         for _ in range(args.runs):
             direct.append(child_start([]))
-            launched.append(child_start(mpirun(np) + [str(BIN / "dask-mpi-lx"), "launch", "--"]))
-        out[f"np{np}"] = {
-            "direct_median_s": round(statistics.median(direct), 3),
-            "launched_median_s": round(statistics.median(launched), 3),
-            "delay_median_s": round(statistics.median(launched) - statistics.median(direct), 3),
-            "launched_runs_s": [round(x, 3) for x in launched],
-        }
-    print(json.dumps(out))
+            launch = mpirun(np) + [str(BIN / "dask-mpi-lx"), "launch"]
+            waiting.append(child_start(launch + ["--wait-for-workers", "--"]))
+            early.append(child_start(launch + ["--no-wait-for-workers", "--"]))
+        rows.append({"ranks": np, "direct_s": round(statistics.median(direct), 3),
+                     "wait_for_workers_s": round(statistics.median(waiting), 3),
+                     "no_wait_s": round(statistics.median(early), 3)})
+    out["rows"] = rows
+    emit(out, "child_start_delay")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-python3}
 $PY ../etc/local/stack.py up
-for b in b6_idle_cost b5_throughput b4_shutdown b1_cluster_ready b3_hub_spawn b2_jobqueue; do
+for b in child_start_delay b6_idle_cost b5_throughput b4_shutdown b1_cluster_ready b3_hub_spawn b2_jobqueue; do
   echo ">> $b" >&2
   $PY "$b.py"
 done

@@ -45,11 +45,16 @@ class Settings:
     job_directory: str
     wait_for_workers: bool
     scheduler_timeout: float
-    shutdown_timeout: float
+    shutdown_timeout: float | None
     poll_interval: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def stop_timeout(self, world_size: int) -> float:
+        """`shutdown_timeout`, or 4 s plus 0.15 s per rank (stopping many oversubscribed
+        ranks takes longer than a few)."""
+        return self.shutdown_timeout or 4.0 + 0.15 * world_size
 
 
 def setting_keys() -> list[str]:
@@ -188,7 +193,8 @@ def resolve(**overrides: Any) -> Settings:
         or "/tmp",
         wait_for_workers=_bool(key("wait-for-workers"), raw.get("wait-for-workers")),
         scheduler_timeout=_seconds(key("scheduler-timeout"), raw.get("scheduler-timeout")),
-        shutdown_timeout=_seconds(key("shutdown-timeout"), raw.get("shutdown-timeout")),
+        shutdown_timeout=None if raw.get("shutdown-timeout") is None
+        else _seconds(key("shutdown-timeout"), raw.get("shutdown-timeout")),
         poll_interval=_seconds(key("poll-interval"), raw.get("poll-interval")),
     )
 

@@ -88,6 +88,12 @@ def test_tls_required_and_used(report):
     assert facts["sum"] == 3
 
 
+def test_single_host_job_listens_on_loopback_only(report):
+    _, facts = report
+    assert facts["address"].startswith("tls://127.0.0.1:")
+    assert all(a.startswith("tls://127.0.0.1:") for a in facts["worker_addresses"])
+
+
 def test_hub_secrets_absent_on_dask_ranks(report):
     _, facts = report
     assert facts["worker_tokens"] == [None, None, None]

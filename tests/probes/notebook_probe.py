@@ -43,6 +43,7 @@ def facts() -> dict:
             client.wait_for_workers(1, timeout=30)
             info = client.scheduler_info()
             out["workers"] = sorted(w["name"] for w in info["workers"].values())
+            out["worker_addresses"] = sorted(info["workers"])
             out["sum"] = client.submit(sum, [1, 2]).result()
             out["worker_tokens"] = list(client.run(
                 lambda: os.environ.get("JUPYTERHUB_API_TOKEN")).values())

@@ -23,6 +23,7 @@ def test_resolve_defaults():
     assert s.tls is True and s.protocol == "tls"
     assert s.worker_class == "distributed.Nanny"
     assert s.scheduler_timeout == 30 and s.poll_interval == 0.1
+    assert s.stop_timeout(6) == 4.9 and config.resolve(shutdown_timeout="10s").stop_timeout(6) == 10
 
 
 def test_flag_beats_environment_beats_yaml(monkeypatch):

@@ -7,7 +7,6 @@ import logging
 import sys
 import threading
 
-from ..config import Settings
 from ..logs import RankContext, configure
 from ..mpi.channel import Channel
 
@@ -52,9 +51,3 @@ def _keep_workers_from_rerunning_the_script() -> None:
     if main is not None and getattr(main, "__spec__", None) is None and hasattr(main, "__file__"):
         main.__mpi_lx_script__ = main.__file__
         del main.__file__
-
-
-def rank0_settings(overrides: dict) -> Settings:
-    from ..config import resolve
-
-    return resolve(**overrides)

@@ -116,13 +116,14 @@ class MPICluster(Cluster):
 
     # ------------------------------------------------------------------ start
     def _setup_batch(self, settings: dict) -> None:
+        from ..config import resolve
         from ..mpi.channel import Channel
-        from .batch import rank0_settings, serve_and_exit
+        from .batch import serve_and_exit
 
         channel = Channel()
         if channel.rank != 0:
             serve_and_exit(channel)  # never returns
-        self._settings = rank0_settings(settings)
+        self._settings = resolve(**settings)
         channel.poll_interval = self._settings.poll_interval
         self._channel = channel
 
@@ -294,7 +295,7 @@ class MPICluster(Cluster):
         from ..launcher.coordinator import stop_cluster
 
         silent = await stop_cluster(self._channel, self._started, reason,
-                                    self._settings.shutdown_timeout)
+                                    self._settings.stop_timeout(self._channel.size))
         self._started = None
         if silent:
             logger.error("ranks %s did not stop; aborting the MPI job", silent)

@@ -169,11 +169,13 @@ async def _stop_ranks(channel: Channel, ranks: list[int], reason: str, timeout: 
 
 async def stop_cluster(channel: Channel, started: StartedCluster, reason: str,
                        timeout: float) -> list[int]:
-    """Stop workers first, then the scheduler and the rest; return ranks that did not answer."""
-    others = [r for r in range(1, channel.size)]
-    plan = started.plan
-    first = [r for r in others if plan and r in plan.worker_ranks]
+    """Stop the workers first, then the scheduler and the rest (no worker loses its
+    scheduler while it runs); return the ranks that did not answer in time."""
+    others = list(range(1, channel.size))
+    first = [r for r in others if started.plan and r in started.plan.worker_ranks]
     rest = [r for r in others if r not in first]
+    if started.plan:
+        channel.send(started.plan.scheduler_rank, Tag.DRAINING, {"reason": reason})
     silent = await _stop_ranks(channel, first, reason, timeout * 0.6)
     silent += await _stop_ranks(channel, rest, reason, timeout * 0.4)
     await channel.flush(1.0)

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import tempfile
@@ -101,6 +102,15 @@ async def _wait_for_workers(scheduler: Any, n: int, timeout: float, stop: StopWa
         await asyncio.sleep(0.05)
 
 
+async def _quiet_when_draining(job: RankJob) -> None:
+    """Rank 0 is stopping the workers on purpose: distributed logs each stream that closes
+    under a message in flight as INFO with a traceback ("Batched Comm Closed"); that is
+    expected now, so only warnings and errors of that logger are kept from here on."""
+    got = await job.channel.recv(Tag.DRAINING, source=0)
+    if got:
+        logging.getLogger("distributed.batched").setLevel(logging.WARNING)
+
+
 async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     """Start the scheduler, tell rank 0 and the workers where it is, serve until stopped."""
     from distributed import Scheduler
@@ -134,6 +144,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         dashboard = (host, port)
     pool = WorkerPool(scheduler, job.channel, job.plan, job.job_id, dashboard)
     pool.start()
+    quiet = asyncio.ensure_future(_quiet_when_draining(job))
     ready = {"address": scheduler.address, "dashboard": dashboard}
     for r in job.plan.worker_ranks:
         job.channel.send(r, Tag.READY, ready)
@@ -143,13 +154,23 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         await _wait_for_workers(scheduler, len(job.plan.worker_ranks), s.scheduler_timeout, stop)
     job.channel.send(0, Tag.READY, {**ready, "workers": len(scheduler.workers)})
     await _first(stop.wait(), scheduler.finished())
+    quiet.cancel()
     await pool.stop()
     if not stop.event.is_set():
         logger.warning("scheduler closed before the job ended; this rank idles until the end")
         await stop.wait()
     else:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(scheduler.close(reason=stop.reason), s.shutdown_timeout)
+            await asyncio.wait_for(scheduler.close(reason=stop.reason),
+                                   0.5 * s.stop_timeout(job.channel.size))
+
+
+def _worker_listen_kwargs(job: RankJob) -> dict[str, Any]:
+    """Single-host jobs: the worker, its nanny and its HTTP endpoint on 127.0.0.1 only."""
+    listen = job.endpoint.listen_host if job.endpoint else None
+    if listen:
+        return {"host": listen, "dashboard_address": f"{listen}:0"}
+    return {"interface": job.settings.interface}
 
 
 async def run_worker(job: RankJob, stop: StopWatch) -> None:
@@ -186,8 +207,7 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             nthreads=s.nthreads,
             memory_limit=s.memory_limit,
             local_directory=local_directory,
-            host=job.endpoint.listen_host if job.endpoint else None,
-            interface=None if job.endpoint and job.endpoint.listen_host else s.interface,
+            **_worker_listen_kwargs(job),
             protocol=s.protocol,
             security=security_for(job.tls),
             death_timeout=60,
@@ -201,7 +221,8 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             await _first(stop.wait(), worker.finished())
             if stop.event.is_set():
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(worker.close(reason=stop.reason), s.shutdown_timeout)
+                    await asyncio.wait_for(worker.close(reason=stop.reason),
+                                           0.3 * s.stop_timeout(job.channel.size))
                 break
         job.channel.send(sched, Tag.STATE, {"state": "parked"})
         logger.info("worker parked; rank stays up until unparked or stopped")
@@ -211,8 +232,6 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             unpark.cancel()
             break
         logger.info("unparked: starting the worker again")
-    import shutil
-
     if not s.local_directory:
         shutil.rmtree(local_directory, ignore_errors=True)
 
@@ -228,9 +247,9 @@ async def serve_rank(job: RankJob, stop: StopWatch) -> None:
         await stop.wait()
 
 
-def install_stop_signals(stop: StopWatch, grace: float) -> None:
-    """SIGTERM/SIGINT/SIGHUP on a Dask rank: stop serving, but still leave through rank 0's
-    stop message (so no rank exits alone and aborts the job); give up after ``grace`` s."""
+def install_stop_signals(stop: StopWatch) -> None:
+    """SIGTERM/SIGINT/SIGHUP on a Dask rank: stop serving, then leave as after rank 0's stop
+    message (rank 0 and mpirun get the same signal from scancel, walltime or mpirun)."""
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:

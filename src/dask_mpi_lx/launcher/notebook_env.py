@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..mpi.environ import scrub_mpi
+from .jobtls import tls_config
+from .roles import plural_workers
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,6 @@ def dashboard_link_template(
 def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
     """The job-scoped dask config: the scheduler address, TLS, dashboard link and the Dask
     tab's settings (attach to this job's cluster at start-up; no scaling on attach)."""
-    from .roles import plural_workers
-
     config: dict = {
         "scheduler-address": cluster.address,
         "distributed": {},
@@ -56,8 +56,6 @@ def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
         },
     }
     if cluster.tls_paths:
-        from .jobtls import tls_config
-
         config["distributed"]["comm"] = tls_config(cluster.tls_paths)
     link = dashboard_link_template(cluster.dashboard, service_prefix)
     if link:

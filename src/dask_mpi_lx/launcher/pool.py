@@ -108,7 +108,7 @@ class WorkerPool:
             active = [r for r in self.plan.worker_ranks if self.wanted[r] == "active"]
             parked = [r for r in self.plan.worker_ranks if self.wanted[r] == "parked"]
             if n < len(active):
-                names = await self._choose_to_park(active, len(active) - n)
+                names = self._choose_to_park(active, len(active) - n)
                 await self._park_names(names)
             for r in parked[: max(0, n - len(active))]:
                 self.wanted[r] = "active"
@@ -123,7 +123,7 @@ class WorkerPool:
             await self._park_names(list(names))
         return self.info()
 
-    async def _choose_to_park(self, active: list[int], count: int) -> list[str]:
+    def _choose_to_park(self, active: list[int], count: int) -> list[str]:
         """Idle and least-loaded first, as the scheduler ranks them; then highest ranks."""
         active_names = [worker_name(r) for r in active]
         preferred = self.scheduler.workers_to_close(n=count, attribute="name")

@@ -15,3 +15,4 @@ class Tag(IntEnum):
     BYE = 15      # rank r -> 0        {"role": str}
     UNPARK = 16   # scheduler -> worker rank   {}
     STATE = 17    # worker rank -> scheduler   {"state": "active" | "parked"}
+    DRAINING = 18  # 0 -> scheduler        {"reason": str}: the workers are being stopped

@@ -33,7 +33,7 @@ def say_hello(channel: Channel) -> None:
 
 async def rank_main(channel: Channel, context: RankContext) -> None:
     stop = StopWatch(channel)
-    install_stop_signals(stop, grace=10.0)
+    install_stop_signals(stop)
     plan_task = asyncio.ensure_future(channel.recv(Tag.PLAN, source=0))
     await asyncio.wait([plan_task, asyncio.ensure_future(stop.wait())],
                        return_when=asyncio.FIRST_COMPLETED)

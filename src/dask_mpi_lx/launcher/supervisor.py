@@ -111,7 +111,7 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
     if jobdir:  # first: after a SIGTERM, mpirun SIGKILLs every rank about a second later
         jobdir.remove()
     t1 = time.monotonic()
-    timeout = settings.shutdown_timeout if settings else 4.0
+    timeout = settings.stop_timeout(channel.size) if settings else 4.0 + 0.15 * channel.size
     silent = await stop_cluster(channel, started, f"notebook-exit-{rc}", timeout)
     logger.info("cluster stopped in %.2fs%s", time.monotonic() - t1,
                 f"; ranks {silent} did not answer" if silent else "")

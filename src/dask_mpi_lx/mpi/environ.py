@@ -25,7 +25,6 @@ HUB_SECRET_PREFIXES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUT
 
 #: Where each launcher puts the rank and the world size, checked in order.
 RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "PMI_ID")
-SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "MPI_UNIVERSE_SIZE")
 
 
 def without_prefixes(env: Mapping[str, str], prefixes: tuple[str, ...]) -> dict[str, str]:
@@ -75,11 +74,6 @@ def mpi_world_size(env: Mapping[str, str] | None = None) -> int | None:
     if "PMIX_RANK" in env:
         return _first_int(env, ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"))
     return None
-
-
-def size_from_env(env: Mapping[str, str] | None = None) -> int | None:
-    """The world size as the launcher announced it, before MPI_Init; None if unknown."""
-    return _first_int(os.environ if env is None else env, SIZE_VARS)
 
 
 def job_id(env: Mapping[str, str] | None = None) -> str:
