@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BIN, emit, median
+from common import emit, median, submit_launch_job
 
 CHILD = """
 import sys, time
@@ -34,16 +34,9 @@ TOTAL_CPUS = 8
 
 
 def ours_job(n: int, hold: float = 0.0) -> tuple[str, Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="b2-", dir="/tmp"))
-    tmp.chmod(0o755)
-    stamp = tmp / "ready"
-    script = (f"#!/bin/bash\n#SBATCH --ntasks={n + 2}\n#SBATCH --output={tmp}/job.log\n"
-              "trap 'echo SIGTERM received' TERM\n"
-              f"mpirun --allow-run-as-root {BIN}/dask-mpi-lx launch -- "
-              f"{sys.executable} -c '{CHILD}' {stamp} {n} {hold}\n")
-    job = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    return job, stamp
+    """A job of n+2 ranks running the launcher; the child marks when n workers are in."""
+    job, tmp = submit_launch_job(n + 2, CHILD, ["{dir}/ready", str(n), str(hold)], "b2-")
+    return job, tmp / "ready"
 
 
 def ours(n: int) -> float:

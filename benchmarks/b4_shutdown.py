@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BIN, emit, median, mpirun
+from common import BIN, emit, median, mpirun, submit_launch_job
 
 CHILD_EXIT = """
 import sys, time
@@ -48,15 +48,9 @@ def notebook_exit(np: int) -> float:
 
 
 def scancel(np: int) -> float:
-    tmp = Path(tempfile.mkdtemp(prefix="b4-", dir="/tmp"))
-    tmp.chmod(0o755)
+    job, tmp = submit_launch_job(np, CHILD_WAIT, ["{dir}/ready"], "b4-",
+                                 ["--job-directory", "{dir}"])
     stamp = tmp / "ready"
-    script = (f"#!/bin/bash\n#SBATCH --ntasks={np}\n#SBATCH --output={tmp}/job.log\n"
-              "trap 'echo SIGTERM received' TERM\n"
-              f"mpirun --allow-run-as-root {BIN}/dask-mpi-lx launch --job-directory {tmp} -- "
-              f"{sys.executable} -c '{CHILD_WAIT}' {stamp}\n")
-    job = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True,
-                         check=True).stdout.strip()
     deadline = time.time() + 120
     while not stamp.exists() and time.time() < deadline:
         time.sleep(0.1)

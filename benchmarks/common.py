@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,3 +57,22 @@ def emit(result: dict, name: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(line + "\n")
     print(line, flush=True)
+
+
+def submit_launch_job(ranks: int, child_code: str, child_args: list[str], prefix: str,
+                      launch_args: list[str] = ()) -> tuple[str, Path]:
+    """sbatch a job running `mpirun dask-mpi-lx launch ... -- python -c CHILD ARGS` in a fresh
+    world-readable folder (its log is job.log there; "{dir}" in child_args and launch_args is
+    that folder). Like the spawner's template, the batch shell traps SIGTERM, so mpirun is
+    never orphaned by scancel. Returns (job id, folder)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    tmp.chmod(0o755)
+    child_args = [a.format(dir=tmp) for a in child_args]
+    launch_args = [a.format(dir=tmp) for a in launch_args]
+    script = (f"#!/bin/bash\n#SBATCH --ntasks={ranks}\n#SBATCH --output={tmp}/job.log\n"
+              "trap 'echo SIGTERM received' TERM\n"
+              f"mpirun --allow-run-as-root {BIN}/dask-mpi-lx launch {' '.join(launch_args)} -- "
+              f"{sys.executable} -c '{child_code}' {' '.join(child_args)}\n")
+    job = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return job, tmp

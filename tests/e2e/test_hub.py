@@ -128,44 +128,45 @@ def test_dashboard_through_the_proxy_needs_the_users_hub_auth(hub, server):
         assert "/hub/" in location, anonymous.headers
 
 
+MPI_FROM_KERNEL = r'''
+import json, os, subprocess, sys
+path = os.path.join(os.path.expanduser("~"), NAME)
+open(path, "w").write(SCRIPT)
+p = subprocess.run(["mpirun", "--oversubscribe", "-np", "4", sys.executable, path],
+                   capture_output=True, text=True, timeout=150)
+print("JSON " + json.dumps({"rc": p.returncode, "out": p.stdout, "err": p.stderr[-3000:]}))
+'''
+
+
+def mpirun_from_kernel(hub: Hub, name: str, script: str) -> dict:
+    """From a kernel in the spawned job, write ``script`` to the user's home and run it with
+    `mpirun -np 4` (in the job's allocation); returns its exit code and output."""
+    code = MPI_FROM_KERNEL.replace("NAME", repr(name)).replace("SCRIPT", repr(script))
+    return kernel_json(hub, code, timeout=200)
+
+
 def test_dask_mpi_initialize_inside_the_spawned_job(hub, server):
     """The project card's proof: upstream dask_mpi.initialize in a JupyterHub-spawned job."""
-    facts = kernel_json(hub, r'''
-import json, os, subprocess, sys, tempfile
-script = """
+    facts = mpirun_from_kernel(hub, "dask_mpi_initialize_check.py", """
 from dask_mpi import initialize
 initialize(nthreads=1, dashboard=False)
 from distributed import Client
 with Client() as c:
     c.wait_for_workers(2, timeout=60)  # initialize() returns before its workers connect
     print("INIT", len(c.scheduler_info()["workers"]), c.submit(sum, [2, 3]).result(), flush=True)
-"""
-path = os.path.join(os.path.expanduser("~"), "dask_mpi_initialize_check.py")
-open(path, "w").write(script)
-p = subprocess.run(["mpirun", "--oversubscribe", "-np", "4", sys.executable, path],
-                   capture_output=True, text=True, timeout=150)
-print("JSON " + json.dumps({"rc": p.returncode, "out": p.stdout, "err": p.stderr[-3000:]}))
-''', timeout=200)
+""")
     assert facts["rc"] == 0, facts["err"]
     assert "INIT 2 5" in facts["out"], facts
 
 
 def test_mpicluster_batch_mode_inside_the_spawned_job(hub, server):
-    facts = kernel_json(hub, r'''
-import json, os, subprocess, sys
-script = """
+    facts = mpirun_from_kernel(hub, "mpicluster_batch_check.py", """
 from distributed import Client
 from dask_mpi_lx import MPICluster
 with MPICluster() as cluster, Client(cluster) as c:
     n = len(c.scheduler_info()["workers"])
     print("BATCH", cluster.mode, n, c.submit(sum, [2, 3]).result(), flush=True)
-"""
-path = os.path.join(os.path.expanduser("~"), "mpicluster_batch_check.py")
-open(path, "w").write(script)
-p = subprocess.run(["mpirun", "--oversubscribe", "-np", "4", sys.executable, path],
-                   capture_output=True, text=True, timeout=150)
-print("JSON " + json.dumps({"rc": p.returncode, "out": p.stdout, "err": p.stderr[-3000:]}))
-''', timeout=200)
+""")
     assert facts["rc"] == 0, facts["err"]
     assert "BATCH batch 2 5" in facts["out"], facts
 

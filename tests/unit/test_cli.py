@@ -1,3 +1,6 @@
+from contextlib import contextmanager
+
+import dask.config
 from click.testing import CliRunner
 
 from dask_mpi_lx.cli import main
@@ -25,30 +28,28 @@ def test_bad_option_without_command_names_the_option():
     assert "'--nthreads'" in result.output
 
 
-def test_config_command_shows_resolved_settings(monkeypatch):
-    monkeypatch.setenv("DASK_MPI_LX__SCHEDULER_PORT", "8786")
-    import dask.config
-
+@contextmanager
+def env_config(monkeypatch, name: str, value: str):
+    """dask config as it is read from the environment with ``name=value`` set."""
+    monkeypatch.setenv(name, value)
     dask.config.refresh()
     try:
-        result = CliRunner().invoke(main, ["config"])
+        yield
     finally:
-        monkeypatch.delenv("DASK_MPI_LX__SCHEDULER_PORT")
+        monkeypatch.delenv(name)
         dask.config.refresh()
+
+
+def test_config_command_shows_resolved_settings(monkeypatch):
+    with env_config(monkeypatch, "DASK_MPI_LX__SCHEDULER_PORT", "8786"):
+        result = CliRunner().invoke(main, ["config"])
     assert result.exit_code == 0
     assert "scheduler-port: 8786" in result.output
 
 
 def test_config_command_reports_bad_values_without_a_traceback(monkeypatch):
-    monkeypatch.setenv("DASK_MPI_LX__POLL_INTERVAL", "often")
-    import dask.config
-
-    dask.config.refresh()
-    try:
+    with env_config(monkeypatch, "DASK_MPI_LX__POLL_INTERVAL", "often"):
         result = CliRunner().invoke(main, ["config"])
-    finally:
-        monkeypatch.delenv("DASK_MPI_LX__POLL_INTERVAL")
-        dask.config.refresh()
     assert result.exit_code == 1
     assert "mpi-lx.poll-interval: got 'often'" in result.output
     assert "Traceback" not in result.output
