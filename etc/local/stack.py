@@ -9,6 +9,7 @@ Dask-MPI-LX, started as root without systemd. Idempotent; stops only what it sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -47,13 +48,23 @@ def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return result
 
 
+def running(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie counts as gone (and our own child is reaped)."""
+    with contextlib.suppress(ChildProcessError):  # reaps it if it is our child
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def alive(name: str) -> int | None:
     try:
         pid = int(PIDS[name].read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    return pid if running(pid) else None
 
 
 def wait(what: str, ok, timeout: float = 60, step: float = 0.2) -> None:
@@ -229,11 +240,10 @@ def stop_pid(name: str, timeout: float = 15) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not running(pid):
             return
         time.sleep(0.2)
+    say(f"{name} did not stop in {timeout:.0f}s: SIGKILL")
     os.kill(pid, signal.SIGKILL)
 
 
