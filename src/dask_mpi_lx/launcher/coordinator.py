@@ -45,6 +45,14 @@ def routable_ip() -> str | None:
     return None if ip.startswith("127.") else ip
 
 
+def default_dashboard_address(plan: Plan, settings: Settings) -> str:
+    """The dashboard's host:port: the setting, else loopback when the scheduler shares rank
+    0's host (the Jupyter server proxies it from there), else every interface."""
+    if settings.dashboard_address:
+        return settings.dashboard_address
+    return "127.0.0.1:0" if plan.scheduler_shares_rank0_host else ":0"
+
+
 def plan_endpoint(plan: Plan, settings: Settings) -> Endpoint:
     """Single-host jobs listen on 127.0.0.1 only (unless an interface is asked for). Without
     wait-for-workers, and with the scheduler on rank 0's host, ports are chosen here and
@@ -63,7 +71,7 @@ def plan_endpoint(plan: Plan, settings: Settings) -> Endpoint:
     port = settings.scheduler_port or _free_port(listen or "")
     dashboard = None
     if settings.dashboard:
-        host, _, dport = (settings.dashboard_address or "127.0.0.1:0").rpartition(":")
+        host, _, dport = default_dashboard_address(plan, settings).rpartition(":")
         host = host or "127.0.0.1"
         dashboard = (host, int(dport) or _free_port(host))
     return Endpoint(listen_host=listen, port=port, contact=f"{settings.protocol}://{ip}:{port}",

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import Settings
 from ..mpi.channel import Channel
 from ..mpi.environ import scrub_process_environ
-from .coordinator import Endpoint
+from .coordinator import Endpoint, default_dashboard_address
 from .jobtls import JobTLS, security_for
 from .pool import WorkerPool
 from .protocol import Tag
@@ -85,10 +85,8 @@ async def _first(*aws: Any) -> None:
 def _dashboard_address(job: RankJob) -> str:
     if job.endpoint and job.endpoint.dashboard:
         return "{}:{}".format(*job.endpoint.dashboard)
-    if job.settings.dashboard_address:
-        return job.settings.dashboard_address
     assert job.plan is not None
-    return "127.0.0.1:0" if job.plan.scheduler_shares_rank0_host else ":0"
+    return default_dashboard_address(job.plan, job.settings)
 
 
 async def _wait_for_workers(scheduler: Any, n: int, timeout: float, stop: StopWatch) -> None:
@@ -119,6 +117,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     s = job.settings
     try:
         endpoint = job.endpoint or Endpoint(listen_host=None, port=s.scheduler_port)
+        dashboard_address = _dashboard_address(job)
         scheduler = Scheduler(
             host=endpoint.listen_host,
             port=endpoint.port,
@@ -127,7 +126,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
             interface=None if endpoint.listen_host else s.interface,
             security=security_for(job.tls),
             dashboard=s.dashboard,
-            dashboard_address=_dashboard_address(job),
+            dashboard_address=dashboard_address,
         )
         await scheduler
     except Exception as e:  # report any start failure to rank 0: the notebook must still start
@@ -140,7 +139,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     dashboard = None
     if s.dashboard and "dashboard" in scheduler.services:
         port = scheduler.services["dashboard"].port
-        host = _dashboard_address(job).rpartition(":")[0] or job.plan.hosts[job.channel.rank]
+        host = dashboard_address.rpartition(":")[0] or job.plan.hosts[job.channel.rank]
         dashboard = (host, port)
     pool = WorkerPool(scheduler, job.channel, job.plan, job.job_id, dashboard)
     pool.start()

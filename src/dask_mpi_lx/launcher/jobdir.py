@@ -48,11 +48,6 @@ class JobDirectory:
         write_private_file(path, yaml.safe_dump(config, sort_keys=False))
         return path
 
-    def make_subdir(self, name: str) -> Path:
-        sub = self.path / name
-        sub.mkdir(mode=0o700, exist_ok=True)
-        return sub
-
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         if self.path.exists():
