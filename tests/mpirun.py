@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_real_part
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -31,10 +33,7 @@ def require(tool: str) -> str:
     path = shutil.which(tool) or (str(VENV_BIN / tool) if (VENV_BIN / tool).exists() else None)
     if path:
         return path
-    message = f"{tool} not found: install the real part (see README, `make test` does it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_real_part(f"{tool} not found: install the real part (see README, `make test` does it)")
 
 
 @dataclass
