@@ -16,6 +16,8 @@ c.Spawner.cmd = [f"{ENV}/bin/jupyterhub-singleuser"]
 c.DaskMPIPBSSpawner.batchspawner_singleuser_cmd = f"{ENV}/bin/batchspawner-singleuser"
 c.DaskMPIPBSSpawner.dask_mpi_lx_cmd = f"{ENV}/bin/dask-mpi-lx"
 # PBS Pro with Cray MPICH or Open MPI: mpiexec -n N (mpiprocs=N in the select statement).
+# With MPICH any rank killed ends the whole job, notebook included; where the image has Open
+# MPI, "mpirun" (run with --enable-recovery) keeps the notebook when a Dask rank dies.
 c.DaskMPIPBSSpawner.dask_launcher = "mpiexec"
 # Queues users may choose: on Casper the shared "casper" queue, on Derecho "main"/"develop".
 c.DaskMPIPBSSpawner.dask_partitions = ["casper", "develop", "main"]

@@ -16,9 +16,11 @@ c.Spawner.default_url = "/lab"
 
 # --- Dask-MPI-LX
 c.JupyterHub.spawner_class = "dask_mpi_lx_hooks.DaskMPISlurmSpawner"
-# How jobs start their ranks: "srun" (srun --mpi=pmix -n N) or "mpirun" (Open MPI, slots
-# from the allocation). Rank 0 runs Jupyter on the batch host, so the hub can reach it.
-c.DaskMPISlurmSpawner.dask_launcher = "srun"
+# How jobs start their ranks: "mpirun" (Open MPI, slots from the allocation, run with
+# --enable-recovery: a killed Dask rank costs one worker, not the user's notebook) or "srun"
+# (srun --mpi=pmix -n N: Slurm ends the whole job step, notebook included, when any rank
+# dies). Rank 0 runs Jupyter on the batch host, so the hub can reach it.
+c.DaskMPISlurmSpawner.dask_launcher = "mpirun"
 c.DaskMPISlurmSpawner.dask_mpi_lx_cmd = "/opt/conda/envs/jupyter/bin/dask-mpi-lx"
 c.DaskMPISlurmSpawner.batchspawner_singleuser_cmd = "/opt/conda/envs/jupyter/bin/batchspawner-singleuser"
 c.Spawner.cmd = ["/opt/conda/envs/jupyter/bin/jupyterhub-singleuser"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import batchspawner
 from tornado import web
-from traitlets import Bool, HasTraits, Integer, List, Unicode, default
+from traitlets import Bool, Float, HasTraits, Integer, List, Unicode, default
 
 from . import form, port_api
 from .options import DaskOptions, Limits, OptionError, from_form, parse_memory, parse_walltime, validate
@@ -61,6 +61,10 @@ class DaskMPISpawnerMixin(HasTraits):
         "starts at once and the cluster joins while it starts (the Dask tab and Client() "
         "wait for the scheduler), so the user waits no longer than without Dask."
     ).tag(config=True)
+    dask_job_check_interval = Float(
+        3.0, help="While the hub waits for Jupyter's port, how often (seconds) it checks that "
+        "the job still runs: a job that ended (rank 0 died, walltime, scancel) fails the spawn "
+        "at once instead of after start_timeout.").tag(config=True)
 
     req_ntasks = Unicode("1", help="MPI ranks of the job (set from the user's choice).")
     req_ncpus = Unicode("1", help="Cores of the job: ranks x threads (set from the choice).")
@@ -136,6 +140,24 @@ class DaskMPISpawnerMixin(HasTraits):
         wait = "--wait-for-workers" if self.dask_wait_for_workers else "--no-wait-for-workers"
         return launch_command(inner, opts, self.dask_launcher, self.dask_launcher_args,
                               self.dask_mpi_lx_cmd, [wait, *self.dask_launch_args])
+
+    async def start(self) -> Any:
+        """batchspawner's start, plus a check that the running job is still there while the
+        port is awaited (batchspawner 1.3.0 waits out start_timeout for a dead job)."""
+        starting = asyncio.ensure_future(super().start())
+        try:
+            while True:
+                done, _ = await asyncio.wait({starting}, timeout=self.dask_job_check_interval)
+                if done:
+                    return starting.result()
+                if self.job_id and not self.port and self.state_isrunning():
+                    status = await self.query_job_status()
+                    if status == batchspawner.JobStatus.NOTFOUND:
+                        raise RuntimeError(
+                            f"The batch job {self.job_id} ended before Jupyter started; the "
+                            "job's log (dask-mpi-lx-*.log in your home directory) says why")
+        finally:
+            starting.cancel()
 
     async def progress(self) -> Any:
         opts = self.dask_options

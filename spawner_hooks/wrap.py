@@ -8,9 +8,13 @@ from collections.abc import Sequence
 from .options import DaskOptions
 
 LAUNCHERS = {
-    "mpirun": ["mpirun", "-np"],        # Open MPI: slots come from the Slurm/PBS allocation
+    # Open MPI: slots come from the Slurm/PBS allocation. --enable-recovery keeps the job (and
+    # the user's notebook) running when a Dask rank dies; without it any dead rank ends all.
+    "mpirun": ["mpirun", "--enable-recovery", "-np"],
+    # Slurm's PMIx plugin cancels the whole step when one task dies (no setting changes that)
     "srun": ["srun", "--mpi=pmix", "-n"],
-    "mpiexec": ["mpiexec", "-n"],       # MPICH/Hydra, PBS Pro's MPI
+    # MPICH/Hydra, PBS Pro's MPI: a rank killed by a signal ends the job
+    "mpiexec": ["mpiexec", "-n"],
 }
 
 

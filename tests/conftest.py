@@ -35,3 +35,11 @@ def _no_inherited_cluster(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     yield
     os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+
+
+def mpich_bin() -> Path:
+    """The MPICH venv's bin (PyPI `mpich` + mpi4py + this package), built by `make test`."""
+    venv = Path(os.environ.get("MPICH_VENV", "/opt/dask-mpi-lx/venv-mpich"))
+    if not (venv / "bin" / "mpiexec").exists():
+        missing_real_part(f"no MPICH venv at {venv} (`make mpich-venv` builds it)")
+    return venv / "bin"

@@ -49,21 +49,30 @@ class Run:
                 f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}")
 
 
-def launcher_argv(np: int, launcher: str = "openmpi", env: dict | None = None) -> list[str]:
+def launcher_argv(np: int, launcher: str = "openmpi", env: dict | None = None,
+                  mpi_args: tuple[str, ...] = ()) -> list[str]:
     if launcher == "mpich":
         mpiexec = (env or os.environ).get("MPICH_MPIEXEC") or require("mpiexec.mpich")
-        return [mpiexec, "-n", str(np)]
-    argv = [require("mpirun"), "-np", str(np), "--oversubscribe"]
+        return [mpiexec, *mpi_args, "-n", str(np)]
+    argv = [require("mpirun"), *mpi_args, "-np", str(np), "--oversubscribe"]
     if os.geteuid() == 0:
         argv.insert(1, "--allow-run-as-root")
     return argv
 
 
+def notebook(launch_cmd: list[str], code: str, *options: str) -> list[str]:
+    """``dask-mpi-lx launch [options] -- python -c code``: Python code as rank 0's command,
+    standing in for the Jupyter server."""
+    return [*launch_cmd, "launch", *options, "--", sys.executable, "-c", code]
+
+
 def start(argv: list[str], np: int, env: dict | None = None, launcher: str = "openmpi",
-          **popen: object) -> subprocess.Popen:
-    """Start ``argv`` on ``np`` ranks in its own process group (for `stop_group`)."""
+          mpi_args: tuple[str, ...] = (), **popen: object) -> subprocess.Popen:
+    """Start ``argv`` on ``np`` ranks in its own process group (for `stop_group`);
+    ``mpi_args`` go to the MPI launcher (e.g. ``--enable-recovery``)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.Popen(launcher_argv(np, launcher, full_env) + argv, env=full_env, text=True,
+    return subprocess.Popen(launcher_argv(np, launcher, full_env, mpi_args) + argv, env=full_env,
+                            text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, **popen)
 
@@ -74,10 +83,10 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 def run(argv: list[str], np: int, timeout: float = 120, env: dict | None = None,
-        launcher: str = "openmpi", check: bool = False) -> Run:
+        launcher: str = "openmpi", check: bool = False, mpi_args: tuple[str, ...] = ()) -> Run:
     """Run ``argv`` under the MPI launcher; fail with all output on timeout (or error)."""
     t0 = time.monotonic()
-    proc = start(argv, np, env, launcher)
+    proc = start(argv, np, env, launcher, mpi_args)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -34,7 +34,11 @@ c.JupyterHub.load_roles = [{
 c.JupyterHub.spawner_class = "dask_mpi_lx_hooks.DaskMPISlurmSpawner"
 c.Spawner.cmd = [f"{VENV}/bin/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"
-c.Spawner.environment = {"PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin"}
+c.Spawner.environment = {
+    "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
+    # shorter than the 60s default so the e2e tests see the culler keep-alive act quickly
+    "DASK_MPI_LX__KEEPALIVE__INTERVAL": "5s",
+}
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120
 c.DaskMPISlurmSpawner.exec_prefix = "/usr/sbin/runuser -u {username} --"

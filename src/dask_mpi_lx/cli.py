@@ -83,6 +83,8 @@ def main() -> None:
          help="How long ranks get to stop before the job is aborted.")
 @_option("--poll-interval", "poll-interval", type=str,
          help="How often idle ranks check for MPI messages.")
+@_option("--mpi-init-timeout", "mpi-init-timeout", type=str,
+         help="How long a rank waits for MPI to start before it leaves.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def launch(cmd: tuple[str, ...], _problem: str | None = None, **options: Any) -> None:
     """Run CMD on rank 0 and a TLS-secured Dask scheduler and workers on the other ranks.

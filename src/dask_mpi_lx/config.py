@@ -47,6 +47,7 @@ class Settings:
     scheduler_timeout: float
     shutdown_timeout: float | None
     poll_interval: float
+    mpi_init_timeout: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,6 +197,7 @@ def resolve(**overrides: Any) -> Settings:
         shutdown_timeout=None if raw.get("shutdown-timeout") is None
         else _seconds(key("shutdown-timeout"), raw.get("shutdown-timeout")),
         poll_interval=_seconds(key("poll-interval"), raw.get("poll-interval")),
+        mpi_init_timeout=_seconds(key("mpi-init-timeout"), raw.get("mpi-init-timeout")),
     )
 
 
@@ -210,3 +212,10 @@ def rank_dask_config() -> dict[str, Any]:
 def attach_setting(name: str) -> float:
     """A duration from `mpi-lx.attach.<name>`, in seconds."""
     return _seconds(f"{NAMESPACE}.attach.{name}", dask.config.get(f"{NAMESPACE}.attach.{name}"))
+
+
+def keepalive_interval() -> float | None:
+    """`mpi-lx.keepalive.interval` in seconds; None when switched off."""
+    key = f"{NAMESPACE}.keepalive.interval"
+    value = dask.config.get(key, default=None)
+    return None if value is None else _seconds(key, value)

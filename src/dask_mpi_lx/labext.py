@@ -1,5 +1,5 @@
-"""Jupyter server extension: a stable dashboard URL for this job's cluster, and the Dask
-tab's default dashboard URL set to it.
+"""Jupyter server extension: a stable dashboard URL for this job's cluster, the Dask tab's
+default dashboard URL set to it, and a busy cluster counted as activity (`keepalive`).
 
 * ``<base_url>proxy/dask-mpi-lx/dashboard/...`` proxies (HTTP and websockets, behind the
   server's own authentication) to the job's dashboard. The URL is the same for every job,
@@ -18,12 +18,19 @@ from typing import Any
 
 import dask.config
 
+from . import keepalive
+from .config import keepalive_interval
+
 PLUGIN = "dask-labextension:plugin"
 ROUTE = "proxy/dask-mpi-lx/dashboard"
 
 
-def job_dashboard() -> tuple[str, int] | None:
-    """Where this job's dashboard listens, from the job config the launcher wrote."""
+def job_dashboard() -> tuple[str, int] | str | None:
+    """Where this job's dashboard listens, from the job config the launcher wrote: its
+    owner-only Unix socket (behind a hub), else (host, port)."""
+    socket_path = dask.config.get("mpi-lx.job.dashboard-socket", default=None)
+    if socket_path:
+        return str(socket_path)
     dashboard = dask.config.get("mpi-lx.job.dashboard", default=None)
     return (str(dashboard[0]), int(dashboard[1])) if dashboard else None
 
@@ -54,8 +61,12 @@ def _handler_class() -> type:
     class JobDashboardHandler(ProxyHandler):
         """Proxies ``proxy/dask-mpi-lx/dashboard/<path>`` to the job's dashboard."""
 
-        def initialize(self, dashboard: tuple[str, int]) -> None:
-            self.dashboard_host, self.dashboard_port = dashboard
+        def initialize(self, dashboard: tuple[str, int] | str) -> None:
+            if isinstance(dashboard, str):  # a Unix socket: the proxy's resolver connects to it
+                self.unix_socket = dashboard
+                self.dashboard_host, self.dashboard_port = "localhost", 80
+            else:
+                self.dashboard_host, self.dashboard_port = dashboard
 
         def proxy(self, proxied_path: str) -> Any:
             return super().proxy(self.dashboard_host, self.dashboard_port, proxied_path)
@@ -88,7 +99,8 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     base = serverapp.base_url
     serverapp.web_app.add_handlers(".*$", [(
         url_path_join(base, ROUTE) + "(.*)", _handler_class(),
-        {"dashboard": dashboard, "host_allowlist": [dashboard[0]]},
+        {"dashboard": dashboard,
+         "host_allowlist": ["localhost" if isinstance(dashboard, str) else dashboard[0]]},
     )])
     url = url_path_join(base, ROUTE, "status")
     attempts = {"left": 100}
@@ -103,3 +115,6 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
             serverapp.io_loop.call_later(0.2, apply)
 
     serverapp.io_loop.add_callback(apply)
+    interval = keepalive_interval()
+    if interval:
+        keepalive.start(serverapp, dashboard, interval)

@@ -7,6 +7,7 @@ import asyncio
 import http.cookiejar
 import json
 import re
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -14,6 +15,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -166,3 +168,33 @@ def run_in_kernel(hub: Hub, user: str, code: str, timeout: float = 120) -> dict:
             return pool.submit(asyncio.run, _run_code(ws_url, hub.token, code, timeout)).result()
     finally:
         hub.request("DELETE", f"/user/{user}/api/kernels/{kernel}")
+
+
+def run_json_in_kernel(hub: Hub, user: str, code: str, timeout: float = 120) -> dict:
+    """Run ``code`` (which prints one ``JSON {...}`` line) in a kernel; return that object."""
+    out = run_in_kernel(hub, user, code, timeout)
+    assert out["error"] is None, out["error"] + out["stderr"]
+    line = [x for x in out["stdout"].splitlines() if x.startswith("JSON ")]
+    assert line, out
+    return json.loads(line[-1][5:])
+
+
+def user_processes(user: str) -> list[str]:
+    out = subprocess.run(["ps", "-u", user, "-o", "pid=,args="], capture_output=True, text=True)
+    return [x.strip() for x in out.stdout.splitlines() if x.strip()]
+
+
+def jobs_of(user: str) -> list[str]:
+    return subprocess.run(["squeue", "-h", "-u", user, "-o", "%i %T"], capture_output=True,
+                          text=True).stdout.split("\n")[:-1]
+
+
+def assert_nothing_left(user: str, timeout: float = 30) -> None:
+    """No Slurm job, no process and no job file of ``user`` remains (within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while (jobs_of(user) or user_processes(user)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert jobs_of(user) == []
+    assert user_processes(user) == []
+    leftovers = [p.name for p in Path("/tmp").glob("dask-mpi-lx-*") if p.owner() == user]
+    assert leftovers == []

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, missing_real_part
-from tests.e2e.hub import Hub
+from tests.e2e.hub import Hub, assert_nothing_left, jobs_of
 
 pytestmark = pytest.mark.e2e
 
@@ -215,6 +216,28 @@ def test_lab_reload_keeps_the_dashboard_connected(lab):
     assert page.locator(PLOTS).count() > 20
     assert page.locator("#dask-dashboard-launcher .dask-DashboardListing-inactive-title").count() == 0
     shot(page, "after-reload")
+
+
+def test_stop_from_lab_ends_every_rank_and_frees_the_allocation(lab, hub: Hub):
+    """Under a hub, Lab's File menu offers "Hub Control Panel" in place of "Shut Down";
+    "Stop My Server" there ends Jupyter, every Dask rank and the job: the allocation is free
+    again and nothing of alice's is left. (Jupyter's own shutdown, what "Shut Down" calls
+    where a site shows it, is tested in test_hub.py.)"""
+    page = lab["page"]
+    assert jobs_of(USER), "alice's job runs"
+    page.click('.lm-MenuBar-itemLabel:text-is("File")')
+    shot(page, "file-menu")
+    with page.context.expect_page() as popup:
+        page.locator('.lm-Menu-itemLabel:text-is("Hub Control Panel")').click()
+    home = popup.value
+    home.wait_for_selector("#stop")
+    home.click("#stop")
+    home.wait_for_selector("#start", timeout=60_000)
+    shot(home, "stopped-from-lab")
+    home.close()
+    assert_nothing_left(USER)
+    free = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout
+    assert free.split("/")[0] == "0", f"CPUs still allocated (A/I/O/T): {free}"
 
 
 def test_invalid_form_value_is_shown_on_the_spawn_page(chromium, stack, hub: Hub):

@@ -35,6 +35,7 @@ def job(hub: Hub) -> dict:
     assert response.status in (201, 202), response.body
     out = run_in_kernel(hub, USER, r'''
 import glob, json, os
+import dask.config
 from distributed import Client
 with Client() as c:
     c.wait_for_workers(2, timeout=60)
@@ -47,6 +48,7 @@ print("JSON " + json.dumps({
     "key_files": glob.glob(os.path.join(os.path.dirname(os.environ["DASK_CONFIG"]), "tls", "*")),
     "dask_logs": logs,
     "job_id": os.environ.get("SLURM_JOB_ID"),
+    "dashboard_socket": dask.config.get("mpi-lx.job.dashboard-socket", None),
 }))
 ''')
     assert out["error"] is None, out
@@ -96,3 +98,47 @@ def test_no_key_or_token_in_argv_or_logs(job):
     dask_logs = "\n".join(job["dask_logs"])  # what the dashboard's log pages show
     assert "Scheduler at" in dask_logs
     assert "PRIVATE KEY" not in dask_logs and job["token"] not in dask_logs
+
+
+def _alices_tcp_ports() -> list[int]:
+    """Every TCP port that a process of alice's listens on (seen as root)."""
+    pids = set(subprocess.run(["pgrep", "-u", USER], capture_output=True, text=True).stdout.split())
+    ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    ports = set()
+    for line in ss.splitlines():
+        if any(f"pid={p}," in line for p in pids):
+            ports.add(int(line.split()[3].rsplit(":", 1)[1]))
+    return sorted(ports)
+
+
+def test_bob_cannot_reach_alices_dashboard(job):
+    """The dashboard has no login of its own: behind the hub it serves only an owner-only
+    Unix socket (the Jupyter server proxies it), and no TCP port of alice's job serves it."""
+    socket_path = job["dashboard_socket"]
+    assert socket_path and Path(socket_path).is_socket(), job
+    assert Path(socket_path).stat().st_mode & 0o777 == 0o600
+    ports = _alices_tcp_ports()
+    assert ports, "alice's job listens somewhere (scheduler, workers, Jupyter)"
+    script = f"""
+import socket, urllib.request
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect({socket_path!r}); print("SOCKET OPEN")
+except OSError as e:
+    print("SOCKET REFUSED", type(e).__name__)
+for port in {ports!r}:
+    for path in ("/status", "/info/main/workers.html", "/json/counts.json",
+                 "/individual-plots.json", "/proxy/8000/127.0.0.1/hub/api"):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{{port}}{{path}}", timeout=5) as r:
+                body = r.read(2000).decode("utf-8", "replace")
+            print("OPEN" if "dask" in body.lower() or "bokeh" in body.lower() else "OTHER",
+                  port, path, r.status)
+        except Exception as e:
+            print("CLOSED", port, path, type(e).__name__)
+"""
+    result = as_bob(VENV_PYTHON, "-c", script)
+    out = result.stdout + result.stderr
+    assert "SOCKET REFUSED PermissionError" in out, out
+    assert "OPEN" not in out.replace("SOCKET OPEN", "!"), out
+    assert out.count("CLOSED") + out.count("OTHER") == 5 * len(ports), out

@@ -7,14 +7,19 @@ from the inside (a kernel over the websocket); then it is stopped and nothing ma
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.hub import Browser, Hub, error_text, run_in_kernel
+from tests.e2e.hub import (
+    Browser,
+    Hub,
+    assert_nothing_left,
+    error_text,
+    jobs_of,
+    run_json_in_kernel,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -24,21 +29,7 @@ N_WORKERS = OPTIONS["cores"] - 2
 
 
 def kernel_json(hub: Hub, code: str, timeout: float = 120) -> dict:
-    out = run_in_kernel(hub, USER, code, timeout)
-    assert out["error"] is None, out["error"] + out["stderr"]
-    line = [x for x in out["stdout"].splitlines() if x.startswith("JSON ")]
-    assert line, out
-    return json.loads(line[-1][5:])
-
-
-def user_processes(user: str) -> list[str]:
-    out = subprocess.run(["ps", "-u", user, "-o", "pid=,args="], capture_output=True, text=True)
-    return [x.strip() for x in out.stdout.splitlines() if x.strip()]
-
-
-def jobs_of(user: str) -> list[str]:
-    return subprocess.run(["squeue", "-h", "-u", user, "-o", "%i %T"], capture_output=True,
-                          text=True).stdout.split("\n")[:-1]
+    return run_json_in_kernel(hub, USER, code, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -195,13 +186,7 @@ def test_stop_ends_the_job_and_leaves_nothing(hub, server):
     hub.stop(USER)
     assert hub.server(USER) is None
     assert not MARKER.exists()
-    deadline = time.monotonic() + 30
-    while (jobs_of(USER) or user_processes(USER)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert jobs_of(USER) == []
-    assert user_processes(USER) == []
-    leftovers = [p.name for p in Path("/tmp").glob("dask-mpi-lx-*") if p.owner() == USER]
-    assert leftovers == []
+    assert_nothing_left(USER)
 
 
 @pytest.mark.parametrize("options,message", [

@@ -43,9 +43,8 @@ def report(request) -> tuple[mpirun.Run, dict]:
 def test_done_when_command_prints_two(dask_mpi_lx_cmd):
     code = ("from distributed import Client; c = Client(); "
             "print(len(c.scheduler_info()['workers']))")
-    import sys
 
-    result = mpirun.run([*dask_mpi_lx_cmd, "launch", "--", sys.executable, "-c", code], np=4)
+    result = mpirun.run(mpirun.notebook(dask_mpi_lx_cmd, code), np=4)
     assert result.returncode == 0, result.describe()
     assert result.stdout.strip().splitlines()[-1] == "2", result.describe()
 
@@ -165,9 +164,8 @@ with Client() as c:
     outcomes["clients"] = len(c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients)))
 print("OUTCOMES", outcomes)
 '''
-    import sys
 
-    result = mpirun.run([*dask_mpi_lx_cmd, "launch", "--", sys.executable, "-c", code], np=3,
+    result = mpirun.run(mpirun.notebook(dask_mpi_lx_cmd, code), np=3,
                         timeout=120)
     assert result.returncode == 0, result.describe()
     line = next(x for x in result.stdout.splitlines() if x.startswith("OUTCOMES"))
@@ -238,9 +236,8 @@ with Client() as c:
     after = {w["name"]: a for a, w in c.scheduler_info()["workers"].items()}
     print("RESULT", sorted(after), after.get("rank-2") != victim, c.submit(sum, [2, 3]).result())
 '''
-    import sys
 
-    result = mpirun.run([*dask_mpi_lx_cmd, "launch", "--", sys.executable, "-c", code], np=4,
+    result = mpirun.run(mpirun.notebook(dask_mpi_lx_cmd, code), np=4,
                         timeout=120)
     assert result.returncode == 0, result.describe()
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT"))

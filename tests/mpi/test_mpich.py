@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests import mpirun
-from tests.conftest import missing_real_part
+from tests import conftest, mpirun
 
 pytestmark = [pytest.mark.mpi, pytest.mark.mpich]
-
-MPICH_VENV = Path(os.environ.get("MPICH_VENV", "/opt/dask-mpi-lx/venv-mpich"))
 
 
 @pytest.fixture
 def mpich_bin() -> Path:
-    if not (MPICH_VENV / "bin" / "mpiexec").exists():
-        missing_real_part(f"no MPICH venv at {MPICH_VENV} (`make mpich-venv` builds it)")
-    return MPICH_VENV / "bin"
+    return conftest.mpich_bin()
 
 
 def test_launch_and_compute_under_mpich(mpich_bin):

@@ -7,7 +7,7 @@ from dask_mpi_lx.exceptions import ConfigError
 
 
 def test_defaults_yaml_covers_every_setting_and_nothing_else():
-    top = set(config.DEFAULTS["mpi-lx"]) - {"attach", "rank-config"}
+    top = set(config.DEFAULTS["mpi-lx"]) - {"attach", "rank-config", "keepalive"}
     assert top == set(config.setting_keys())
 
 
@@ -76,3 +76,14 @@ def test_unknown_override_is_refused():
 def test_settings_roundtrip_as_yaml():
     data = yaml.safe_load(yaml.safe_dump(config.resolve().as_dict()))
     assert data["worker_class"] == "distributed.Nanny"
+
+
+def test_keepalive_interval_default_env_and_off(monkeypatch):
+    assert config.keepalive_interval() == 60.0
+    with dask.config.set({"mpi-lx.keepalive.interval": "5s"}):
+        assert config.keepalive_interval() == 5.0
+    with dask.config.set({"mpi-lx.keepalive.interval": None}):
+        assert config.keepalive_interval() is None
+    with dask.config.set({"mpi-lx.keepalive.interval": "soon"}), \
+            pytest.raises(ConfigError, match="mpi-lx.keepalive.interval"):
+        config.keepalive_interval()

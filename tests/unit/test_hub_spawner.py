@@ -41,7 +41,7 @@ def test_slurm_script_requests_the_ranks_and_wraps_the_command():
     assert "#SBATCH --time=00:30:00\n" in script
     assert "#SBATCH --partition=debug\n" in script
     assert "#SBATCH --mem=5120M\n" in script  # 3 workers x 1GiB + 2GiB for Jupyter/scheduler
-    assert ("\nmpirun -np 5 dask-mpi-lx launch --nthreads 2 --memory-limit 1073741824 "
+    assert ("\nmpirun --enable-recovery -np 5 dask-mpi-lx launch --nthreads 2 --memory-limit 1073741824 "
             "--no-wait-for-workers -- "
             "batchspawner-singleuser jupyterhub-singleuser\n") in script
 

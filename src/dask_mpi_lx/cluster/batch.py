@@ -31,15 +31,16 @@ def serve_and_exit(channel: Channel) -> None:
     configure(context)
     drop_inherited_secrets()
     _keep_workers_from_rerunning_the_script()
+    outcome: list[bool] = []
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(rank_main(channel, context))
+        outcome.append(asyncio.run(rank_main(channel, context)))
     else:  # called from async code: serve from a thread with its own loop
-        t = threading.Thread(target=asyncio.run, args=(rank_main(channel, context),))
+        t = threading.Thread(target=lambda: outcome.append(asyncio.run(rank_main(channel, context))))
         t.start()
         t.join()
-    sys.exit(0)
+    channel.exit(0, finalize=all(outcome))
 
 
 def _keep_workers_from_rerunning_the_script() -> None:

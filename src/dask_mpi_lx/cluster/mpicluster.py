@@ -257,7 +257,7 @@ class MPICluster(Cluster):
 
     def _settled(self, n: int) -> bool:
         states = {v["state"] for v in self.worker_ranks.values()}
-        return len(self.scheduler_info["workers"]) == n and states <= {"active", "parked"}
+        return len(self.scheduler_info["workers"]) == n and states <= {"active", "parked", "lost"}
 
     async def _settle(self, n: int, timeout: float = 20.0) -> None:
         """Until ``n`` workers are connected and every rank finished parking or starting."""

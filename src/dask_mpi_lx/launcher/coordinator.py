@@ -4,14 +4,19 @@ plan the roles, hand out keys, wait for the scheduler; later, stop every rank in
 from __future__ import annotations
 
 import logging
+import os
+import re
+import secrets
 import socket
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..exceptions import WorldTooSmallError
 from ..mpi.channel import Channel
 from .jobtls import JobTLS, new_job_tls
+from .liveness import RankWatch
 from .protocol import Tag
 from .roles import Plan, plan_roles
 
@@ -27,6 +32,7 @@ class Endpoint:
     port: int                            # 0: any free port, chosen by the scheduler
     contact: str | None = None           # the address clients use, known in advance
     dashboard: tuple[str, int] | None = None
+    dashboard_socket: str | None = None  # the dashboard serves only this owner-only socket
 
 
 def _free_port(host: str) -> int:
@@ -53,13 +59,31 @@ def default_dashboard_address(plan: Plan, settings: Settings) -> str:
     return "127.0.0.1:0" if plan.scheduler_shares_rank0_host else ":0"
 
 
-def plan_endpoint(plan: Plan, settings: Settings) -> Endpoint:
+def dashboard_socket_path(settings: Settings, job_id: str) -> str:
+    """An unguessable path for the dashboard's Unix socket in the job directory's parent."""
+    parent = settings.job_directory or tempfile.gettempdir()
+    name = f"dask-mpi-lx-{re.sub(r'[^A-Za-z0-9_.-]', '_', job_id)}-dashboard-{secrets.token_hex(8)}.sock"
+    path = os.path.join(parent, name)
+    return path if len(path) < 100 else os.path.join("/tmp", name)  # sun_path holds 108 bytes
+
+
+def plan_endpoint(plan: Plan, settings: Settings, private_dashboard: bool = False,
+                  job_id: str = "job") -> Endpoint:
     """Single-host jobs listen on 127.0.0.1 only (unless an interface is asked for). Without
     wait-for-workers, and with the scheduler on rank 0's host, ports are chosen here and
-    the contact address is fixed, so the command can start before the scheduler is up."""
+    the contact address is fixed, so the command can start before the scheduler is up.
+
+    With ``private_dashboard`` (a Jupyter server on rank 0 proxies it) and no dashboard
+    address set, the dashboard serves only an owner-only Unix socket: no other user of
+    the node can reach it, not even on 127.0.0.1."""
     listen = "127.0.0.1" if plan.single_host and not settings.interface else None
+    socket_path = None
+    if (private_dashboard and settings.dashboard and not settings.dashboard_address
+            and plan.scheduler_shares_rank0_host):
+        socket_path = dashboard_socket_path(settings, job_id)
     if settings.wait_for_workers or not plan.scheduler_shares_rank0_host:
-        return Endpoint(listen_host=listen, port=settings.scheduler_port)
+        return Endpoint(listen_host=listen, port=settings.scheduler_port,
+                        dashboard_socket=socket_path)
     if settings.interface:
         from distributed.utils import get_ip_interface
 
@@ -67,7 +91,8 @@ def plan_endpoint(plan: Plan, settings: Settings) -> Endpoint:
     else:
         ip = listen or routable_ip()
     if ip is None:  # no address to announce in advance: the scheduler picks and reports it
-        return Endpoint(listen_host=listen, port=settings.scheduler_port)
+        return Endpoint(listen_host=listen, port=settings.scheduler_port,
+                        dashboard_socket=socket_path)
     port = settings.scheduler_port or _free_port(listen or "")
     dashboard = None
     if settings.dashboard:
@@ -75,7 +100,7 @@ def plan_endpoint(plan: Plan, settings: Settings) -> Endpoint:
         host = host or "127.0.0.1"
         dashboard = (host, int(dport) or _free_port(host))
     return Endpoint(listen_host=listen, port=port, contact=f"{settings.protocol}://{ip}:{port}",
-                    dashboard=dashboard)
+                    dashboard=dashboard, dashboard_socket=socket_path)
 
 
 @dataclass
@@ -90,13 +115,15 @@ class StartedCluster:
     problem: str | None = None
     hello_ranks: tuple[int, ...] = ()
     early: bool = False  # the address was fixed in advance; the scheduler may not be up yet
+    dashboard_socket: str | None = None
+    watch: RankWatch = field(default_factory=RankWatch)
 
     @property
     def ok(self) -> bool:
         return self.address is not None
 
 
-async def _gather_hellos(channel: Channel, timeout: float) -> dict[int, str]:
+async def _gather_hellos(channel: Channel, timeout: float, watch: RankWatch) -> dict[int, str]:
     hosts = {0: socket.gethostname()}
     deadline = time.monotonic() + timeout
     while len(hosts) < channel.size:
@@ -105,19 +132,26 @@ async def _gather_hellos(channel: Channel, timeout: float) -> dict[int, str]:
         if got is None:
             break
         hosts[got[0]] = got[1]["host"]
+        watch.add(got[0], got[1]["host"], got[1]["pid"])
     return hosts
 
 
 async def start_cluster(
-    channel: Channel, settings: Settings | None, job_id: str, settings_problem: str | None = None
+    channel: Channel, settings: Settings | None, job_id: str, settings_problem: str | None = None,
+    private_dashboard: bool = False,
 ) -> StartedCluster:
     """Plan roles, send every rank its part, and wait for the scheduler's address.
+    ``private_dashboard``: see `plan_endpoint`.
 
     Never raises for a cluster that cannot start: `StartedCluster.problem` says why.
     """
     timeout = settings.scheduler_timeout if settings else 30.0
-    hosts = await _gather_hellos(channel, timeout)
-    started = StartedCluster(job_id=job_id, plan=None, tls=None, hello_ranks=tuple(sorted(hosts)))
+    for r in range(1, channel.size):
+        channel.send(r, Tag.WELCOME, {"host": socket.gethostname(), "pid": os.getpid()})
+    watch = RankWatch()
+    hosts = await _gather_hellos(channel, timeout, watch)
+    started = StartedCluster(job_id=job_id, plan=None, tls=None, hello_ranks=tuple(sorted(hosts)),
+                             watch=watch)
     missing = sorted(set(range(channel.size)) - set(hosts))
     if settings_problem:
         started.problem = settings_problem
@@ -133,7 +167,9 @@ async def start_cluster(
     elif started.plan:
         logger.warning("TLS is OFF (--no-tls): anyone who can reach the scheduler can run code "
                        "as this user")
-    endpoint = plan_endpoint(started.plan, settings) if started.plan and settings else None
+    endpoint = (plan_endpoint(started.plan, settings, private_dashboard, job_id)
+                if started.plan and settings else None)
+    started.dashboard_socket = endpoint.dashboard_socket if endpoint else None
     for r in started.hello_ranks:
         if r != 0:
             channel.send(r, Tag.PLAN, {"plan": started.plan, "tls": started.tls,
@@ -144,7 +180,8 @@ async def start_cluster(
     if endpoint and endpoint.contact:
         started.address, started.dashboard, started.early = endpoint.contact, endpoint.dashboard, True
         return started
-    return await wait_ready(channel, started, timeout)
+    # the scheduler gives up waiting for workers after `timeout` and answers then: wait longer
+    return await wait_ready(channel, started, 2 * timeout)
 
 
 async def wait_ready(channel: Channel, started: StartedCluster, timeout: float) -> StartedCluster:
@@ -162,16 +199,24 @@ async def wait_ready(channel: Channel, started: StartedCluster, timeout: float) 
     return started
 
 
-async def _stop_ranks(channel: Channel, ranks: list[int], reason: str, timeout: float) -> list[int]:
+async def _stop_ranks(channel: Channel, ranks: list[int], reason: str, timeout: float,
+                      watch: RankWatch) -> list[int]:
+    """Send STOP and wait for each BYE; ranks whose process is gone are not waited for.
+    Once a rank was lost before the stop, nobody may call MPI_Finalize (its fence would
+    wait for the dead rank)."""
+    watch.newly_lost()
     for r in ranks:
-        channel.send(r, Tag.STOP, {"reason": reason})
-    waiting = set(ranks)
+        channel.send(r, Tag.STOP, {"reason": reason, "finalize": not watch.lost})
+    waiting = set(ranks) - watch.lost
     deadline = time.monotonic() + timeout
     while waiting:
-        got = await channel.recv(Tag.BYE, timeout=max(0.0, deadline - time.monotonic()))
-        if got is None:
+        got = await channel.recv(Tag.BYE, timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        if got is not None:
+            waiting.discard(got[0])
+            watch.finished.add(got[0])
+        waiting -= watch.exited(waiting)
+        if got is None and time.monotonic() >= deadline:
             break
-        waiting.discard(got[0])
     return sorted(waiting)
 
 
@@ -184,7 +229,7 @@ async def stop_cluster(channel: Channel, started: StartedCluster, reason: str,
     rest = [r for r in others if r not in first]
     if started.plan:
         channel.send(started.plan.scheduler_rank, Tag.DRAINING, {"reason": reason})
-    silent = await _stop_ranks(channel, first, reason, timeout * 0.6)
-    silent += await _stop_ranks(channel, rest, reason, timeout * 0.4)
+    silent = await _stop_ranks(channel, first, reason, timeout * 0.6, started.watch)
+    silent += await _stop_ranks(channel, rest, reason, timeout * 0.4, started.watch)
     await channel.flush(1.0)
     return sorted(silent)

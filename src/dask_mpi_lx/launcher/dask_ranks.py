@@ -4,26 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import logging
 import os
 import shutil
 import signal
 import socket
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
+from ..exceptions import MPILXError
 from ..mpi.channel import Channel
 from ..mpi.environ import scrub_process_environ
 from .coordinator import Endpoint, default_dashboard_address
+from .dashboard_socket import remove_socket, serve_on_unix_socket
+from .jobdir import make_rank_scratch
 from .jobtls import JobTLS, security_for
+from .liveness import RankProcess
 from .pool import WorkerPool
 from .protocol import Tag
 from .roles import Plan, Role, worker_name
 
 logger = logging.getLogger(__name__)
+
+RANK0_CHECK_INTERVAL = 2.0  # seconds between checks that rank 0's process still exists
+RANK0_GONE = "rank-0-gone"
+# The kernel's OOM killer takes the process with the highest badness (its share of memory
+# plus this). Worker ranks and their worker processes get more than the notebook, its
+# kernels and the scheduler (0), so memory pressure costs a worker, which its Nanny restarts.
+WORKER_OOM_SCORE_ADJ = 500
+
+
+def prefer_for_oom_killer() -> None:
+    """Raise this process's (and its future children's) OOM score; no privilege needed."""
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(WORKER_OOM_SCORE_ADJ))
 
 
 @dataclass
@@ -43,17 +60,34 @@ class RankJob:
 
 
 class StopWatch:
-    """Set when rank 0 says stop (or a signal arrives); remembers why."""
+    """Set when rank 0 says stop, a signal arrives, or rank 0 is seen dead; remembers why
+    and whether MPI_Finalize is still safe (no rank of the job has died)."""
 
     def __init__(self, channel: Channel):
         self.channel = channel
         self.event = asyncio.Event()
         self.reason = ""
+        self.finalize = True
+        self.rank0: RankProcess | None = None  # set once rank 0's WELCOME arrived
         self._task = asyncio.ensure_future(self._listen())
 
     async def _listen(self) -> None:
-        got = await self.channel.recv(Tag.STOP, source=0)
-        self.set(got[1]["reason"] if got else "stop")
+        while True:
+            if self.rank0 is None:
+                welcome = self.channel.try_recv(Tag.WELCOME, source=0)
+                if welcome is not None:
+                    self.rank0 = RankProcess(0, welcome[1]["host"], welcome[1]["pid"])
+            got = await self.channel.recv(Tag.STOP, timeout=RANK0_CHECK_INTERVAL)
+            if got is not None:
+                self.finalize = got[1].get("finalize", True)
+                self.set(got[1]["reason"])
+                return
+            if self.rank0 is not None and not self.rank0.alive():
+                logger.error("rank 0 (pid %d on %s) is gone; ending this rank's Dask part",
+                             self.rank0.pid, self.rank0.host)
+                self.finalize = False
+                self.set(RANK0_GONE)
+                return
 
     def set(self, reason: str) -> None:
         if not self.event.is_set():
@@ -89,13 +123,15 @@ def _dashboard_address(job: RankJob) -> str:
     return default_dashboard_address(job.plan, job.settings)
 
 
-async def _wait_for_workers(scheduler: Any, n: int, timeout: float, stop: StopWatch) -> None:
-    """Until ``n`` workers registered (rank 0 then hands over a complete cluster), bounded."""
+async def _wait_for_workers(scheduler: Any, pool: WorkerPool, timeout: float,
+                            stop: StopWatch) -> None:
+    """Until every worker rank that is not lost registered (rank 0 then hands over a
+    complete cluster), bounded by ``timeout``."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while len(scheduler.workers) < n and not stop.event.is_set():
+    while len(scheduler.workers) < pool.limit and not stop.event.is_set():
         if asyncio.get_running_loop().time() >= deadline:
             logger.warning("only %d of %d workers registered within %gs; going ahead",
-                           len(scheduler.workers), n, timeout)
+                           len(scheduler.workers), pool.limit, timeout)
             return
         await asyncio.sleep(0.05)
 
@@ -107,6 +143,15 @@ async def _quiet_when_draining(job: RankJob) -> None:
     got = await job.channel.recv(Tag.DRAINING, source=0)
     if got:
         logging.getLogger("distributed.batched").setLevel(logging.WARNING)
+
+
+def _address_in_use(e: BaseException | None) -> bool:
+    """True if ``e`` or its cause (distributed wraps it) says the port is taken."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
@@ -128,9 +173,14 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
             dashboard=s.dashboard,
             dashboard_address=dashboard_address,
         )
+        if endpoint.dashboard_socket:  # before the loop can accept anything on TCP
+            serve_on_unix_socket(scheduler.http_server, endpoint.dashboard_socket)
         await scheduler
     except Exception as e:  # report any start failure to rank 0: the notebook must still start
         msg = f"scheduler failed to start: {type(e).__name__}: {e}"
+        if _address_in_use(e):
+            msg = (f"scheduler failed to start: port {endpoint.port} is already in use by "
+                   "another process (mpi-lx.scheduler-port 0 picks a free one)")
         logger.error(msg)
         for r in (0, *job.plan.worker_ranks):
             job.channel.send(r, Tag.READY, {"error": msg})
@@ -150,11 +200,15 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     logger.info("scheduler at %s, dashboard %s, %d worker ranks", scheduler.address,
                 dashboard, len(job.plan.worker_ranks))
     if s.wait_for_workers:  # rank 0 starts the command once they are all in
-        await _wait_for_workers(scheduler, len(job.plan.worker_ranks), s.scheduler_timeout, stop)
+        await _wait_for_workers(scheduler, pool, s.scheduler_timeout, stop)
     job.channel.send(0, Tag.READY, {**ready, "workers": len(scheduler.workers)})
     await _first(stop.wait(), scheduler.finished())
     quiet.cancel()
     await pool.stop()
+    remove_socket(endpoint.dashboard_socket)
+    if stop.reason == RANK0_GONE:  # workers on other hosts cannot see rank 0: tell them
+        for r in job.plan.worker_ranks:
+            job.channel.send(r, Tag.STOP, {"reason": RANK0_GONE, "finalize": False})
     if not stop.event.is_set():
         logger.warning("scheduler closed before the job ended; this rank idles until the end")
         await stop.wait()
@@ -190,14 +244,20 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
         return
     address = got[1]["address"]
     cls = _import_class(s.worker_class)
-    local_directory = s.local_directory or tempfile.mkdtemp(
-        prefix=f"dask-mpi-lx-{job.job_id}-rank{job.channel.rank}-", dir=s.job_directory
-    )
+    try:
+        local_directory = s.local_directory or make_rank_scratch(s.job_directory, job.job_id,
+                                                                 job.channel.rank)
+    except MPILXError as e:
+        logger.error("no worker on this rank: %s", e)
+        job.channel.send(job.plan.scheduler_rank, Tag.STATE, {"state": "lost"})
+        await stop.wait()
+        return
     sched = job.plan.scheduler_rank
     # the worker process a Nanny spawns sets up its logging from this on import
     os.environ["DASK_DISTRIBUTED__ADMIN__LOG_FORMAT"] = (
         f"%(asctime)s dask-mpi-lx[rank {job.channel.rank}/{job.channel.size} worker-process "
         f"@{socket.gethostname()}] %(name)s %(levelname)s: %(message)s")
+    prefer_for_oom_killer()
     while not stop.event.is_set():
         scrub_process_environ()  # PMIx may set more after MPI_Init: keep worker processes clean
         worker = cls(

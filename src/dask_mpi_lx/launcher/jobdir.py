@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import logging
 import re
 import shutil
@@ -16,6 +17,31 @@ from .jobtls import JobTLS, write_pem_files, write_private_file
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "dask-mpi-lx-job.yaml"
+
+
+def rank_scratch_prefix(job_id: str, rank: int) -> str:
+    """Name prefix of a worker rank's own spill directory (see `remove_rank_scratch`)."""
+    return f"dask-mpi-lx-{re.sub(r'[^A-Za-z0-9_.-]', '_', job_id)}-rank{rank}-"
+
+
+def make_rank_scratch(parent: str | None, job_id: str, rank: int) -> str:
+    """A fresh 0700 spill directory for one worker rank; `MPILXError` says what to change."""
+    try:
+        return tempfile.mkdtemp(prefix=rank_scratch_prefix(job_id, rank), dir=parent)
+    except OSError as e:
+        raise MPILXError(
+            f"cannot create the worker's spill directory under {parent!r}: {e.strerror}; set "
+            "mpi-lx.local-directory or mpi-lx.job-directory to a writable local directory"
+        ) from e
+
+
+def remove_rank_scratch(parent: str | None, job_id: str, ranks: list[int]) -> None:
+    """Remove the spill directories that killed ranks on this host could not remove."""
+    base = Path(parent or tempfile.gettempdir())
+    for rank in ranks:
+        for path in base.glob(rank_scratch_prefix(job_id, rank) + "*"):
+            if path.is_dir() and not path.is_symlink() and path.owner() == getpass.getuser():
+                shutil.rmtree(path, ignore_errors=True)
 
 
 class JobDirectory:

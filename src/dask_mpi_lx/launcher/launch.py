@@ -27,8 +27,10 @@ def reexec_without_hub_secrets() -> None:
 def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> int:
     """Run this rank's part of the job; the return value is the process exit code."""
     from ..mpi.channel import Channel
+    from ..mpi.start_watchdog import mpi_start_watchdog
 
-    channel = Channel(poll_interval=settings.poll_interval if settings else 0.1)
+    with mpi_start_watchdog(settings.mpi_init_timeout if settings else 120.0):
+        channel = Channel(poll_interval=settings.poll_interval if settings else 0.1)
     context = RankContext(channel.rank, channel.size,
                           "notebook-supervisor" if channel.rank == 0 else "starting")
     if channel.rank != 0:
@@ -39,16 +41,20 @@ def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str 
 
         configure(context)
         drop_inherited_secrets()
-        asyncio.run(rank_main(channel, context))
-        return 0
+        plan_timeout = 2 * settings.scheduler_timeout + 30 if settings else 90.0
+        channel.exit(0, finalize=asyncio.run(rank_main(channel, context, plan_timeout)))
     configure(context)  # rank 0 never imports distributed: the notebook starts sooner
     from .supervisor import supervise
 
     if settings_problem:
         logger.error("bad Dask settings: %s", settings_problem)
-    rc, silent = asyncio.run(supervise(channel, settings, cmd, settings_problem))
-    if silent:
+    end = asyncio.run(supervise(channel, settings, cmd, settings_problem))
+    if end.silent:
         logger.error("ranks %s did not stop within the shutdown timeout; aborting the MPI job "
-                     "so that no rank is left behind", silent)
-        channel.abort(rc or 1)
-    return rc
+                     "so that no rank is left behind", end.silent)
+        channel.abort(end.rc or 1)
+    if end.lost:
+        logger.warning("ranks %s died during the job; leaving without MPI_Finalize",
+                       end.lost)
+    channel.exit(end.rc, finalize=not end.lost)
+    return end.rc

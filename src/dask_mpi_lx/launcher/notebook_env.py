@@ -19,6 +19,7 @@ class JobCluster:
     dashboard: tuple[str, int] | None   # where the dashboard listens (host, port)
     n_workers: int
     tls_paths: dict[str, str] | None    # {"cert": ..., "key": ...}, None with --no-tls
+    dashboard_socket: str | None = None  # the dashboard's owner-only Unix socket, if private
 
 
 def dashboard_link_template(
@@ -61,6 +62,8 @@ def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
     if link:
         config["distributed"]["dashboard"] = {"link": link}
         config["mpi-lx"]["job"]["dashboard"] = list(cluster.dashboard)
+        if cluster.dashboard_socket:
+            config["mpi-lx"]["job"]["dashboard-socket"] = cluster.dashboard_socket
     return config
 
 

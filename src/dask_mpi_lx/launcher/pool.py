@@ -15,13 +15,14 @@ from typing import Any
 from ..exceptions import ScaleError
 from ..mpi.channel import Channel
 from .protocol import Tag
-from .roles import Plan, rank_of_worker, worker_name
+from .roles import Plan, plural_workers, rank_of_worker, worker_name
 
 logger = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """Tracks each worker rank as ``active`` or ``parked`` and moves ranks between the two."""
+    """Tracks each worker rank as ``active`` or ``parked`` and moves ranks between the two;
+    a rank that died or failed is ``lost`` and no longer counts."""
 
     def __init__(self, scheduler: Any, channel: Channel, plan: Plan, job_id: str,
                  dashboard: tuple[str, int] | None):
@@ -33,20 +34,35 @@ class WorkerPool:
         self.wanted = {r: "active" for r in plan.worker_ranks}    # what we asked for
         self.reported = {r: "active" for r in plan.worker_ranks}  # what each rank said last
         self._unparking: set[int] = set()  # sent UNPARK, rank not yet reported active
+        self.lost: set[int] = set()
         self._lock = asyncio.Lock()
-        self._listener: asyncio.Task | None = None
+        self._listeners: list[asyncio.Task] = []
         scheduler.handlers.update(
             {"mpi_lx_info": self.info, "mpi_lx_scale": self.scale, "mpi_lx_park": self.park}
         )
 
     def start(self) -> None:
-        self._listener = asyncio.ensure_future(self._listen())
+        self._listeners = [asyncio.ensure_future(self._listen()),
+                           asyncio.ensure_future(self._listen_lost())]
 
     async def stop(self) -> None:
-        if self._listener:
-            self._listener.cancel()
+        for task in self._listeners:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+                await task
+
+    def _mark_lost(self, ranks: list[int]) -> None:
+        for r in ranks:
+            if r in self.wanted and r not in self.lost:
+                self.lost.add(r)
+                self._unparking.discard(r)
+                logger.warning("worker rank %d is lost; %s remain", r, plural_workers(self.limit))
+
+    async def _listen_lost(self) -> None:
+        while True:
+            got = await self.channel.recv(Tag.LOST, source=0)
+            if got is not None:
+                self._mark_lost(got[1]["ranks"])
 
     async def _listen(self) -> None:
         while True:
@@ -54,6 +70,9 @@ class WorkerPool:
             if got is None:
                 continue
             rank, msg = got
+            if msg["state"] == "lost":
+                self._mark_lost([rank])
+                continue
             self.reported[rank] = msg["state"]
             if msg["state"] == "active":
                 self._unparking.discard(rank)
@@ -76,7 +95,9 @@ class WorkerPool:
         ranks = {}
         for r in self.plan.worker_ranks:
             name = worker_name(r)
-            if self.wanted[r] == "parked":
+            if r in self.lost:
+                state = "lost"
+            elif self.wanted[r] == "parked":
                 state = "parked" if self.reported[r] == "parked" else "parking"
             elif r in self._unparking or name not in connected:
                 state = "starting"
@@ -89,24 +110,31 @@ class WorkerPool:
             "size": self.plan.size,
             "scheduler_rank": self.plan.scheduler_rank,
             "dashboard": list(self.dashboard) if self.dashboard else None,
-            "limit": len(self.plan.worker_ranks),
+            "limit": self.limit,
             "ranks": ranks,
         }
 
+    @property
+    def limit(self) -> int:
+        """Worker ranks that can run a worker: all of the job's, less the lost ones."""
+        return len(self.plan.worker_ranks) - len(self.lost)
+
     async def scale(self, n: int) -> dict[str, Any]:
         """Make ``n`` worker ranks active, parking or unparking the difference."""
-        limit = len(self.plan.worker_ranks)
+        limit = self.limit
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ScaleError(f"cannot scale to {n!r} workers: give a whole number from 0 to {limit}")
         if n > limit:
             raise ScaleError(
                 f"cannot scale to {n} workers: this MPI job has {limit} worker ranks "
-                f"(world size {self.plan.size} minus the notebook and scheduler ranks); "
-                f"start the server with more cores to get more"
+                f"(world size {self.plan.size} minus the notebook and scheduler ranks"
+                + (f", minus {len(self.lost)} lost" if self.lost else "")
+                + "); start the server with more cores to get more"
             )
         async with self._lock:
-            active = [r for r in self.plan.worker_ranks if self.wanted[r] == "active"]
-            parked = [r for r in self.plan.worker_ranks if self.wanted[r] == "parked"]
+            usable = [r for r in self.plan.worker_ranks if r not in self.lost]
+            active = [r for r in usable if self.wanted[r] == "active"]
+            parked = [r for r in usable if self.wanted[r] == "parked"]
             if n < len(active):
                 names = self._choose_to_park(active, len(active) - n)
                 await self._park_names(names)

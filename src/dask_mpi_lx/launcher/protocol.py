@@ -6,13 +6,17 @@ from enum import IntEnum
 
 
 class Tag(IntEnum):
+    WELCOME = 10  # 0 -> rank r         {"host": str, "pid": int}: first thing, so every rank can
+                  #                     see rank 0's process die even before the plan
     HELLO = 11    # rank r -> 0        {"host": str, "pid": int}
     PLAN = 12     # 0 -> rank r        {"plan": Plan | None, "tls": JobTLS | None, "settings": Settings,
                   #                     "job_id": str, "problem": str | None}
     READY = 13    # scheduler -> 0, workers  {"address": str, "dashboard": (host, port) | None}
                   #                          or {"error": str}
-    STOP = 14     # 0 -> rank r        {"reason": str}
+    STOP = 14     # 0 (or the scheduler, once 0 is gone) -> rank r
+                  #                    {"reason": str, "finalize": bool}: False once a rank died
     BYE = 15      # rank r -> 0        {"role": str}
     UNPARK = 16   # scheduler -> worker rank   {}
     STATE = 17    # worker rank -> scheduler   {"state": "active" | "parked"}
     DRAINING = 18  # 0 -> scheduler        {"reason": str}: the workers are being stopped
+    LOST = 19     # 0 -> scheduler        {"ranks": [int]}: these worker ranks died

@@ -15,6 +15,7 @@ from ..mpi.channel import Channel
 from ..mpi.environ import HUB_SECRET_PREFIXES, MPI_PREFIXES, scrub_process_environ
 from .dask_ranks import RankJob, StopWatch, install_stop_signals, serve_rank
 from .protocol import Tag
+from .roles import Role
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,22 @@ def say_hello(channel: Channel) -> None:
     channel.send(0, Tag.HELLO, {"host": socket.gethostname(), "pid": os.getpid()})
 
 
-async def rank_main(channel: Channel, context: RankContext) -> None:
+async def rank_main(channel: Channel, context: RankContext, plan_timeout: float = 90.0) -> bool:
+    """Serve this rank's part until told to stop; return whether MPI_Finalize is safe.
+
+    Rank 0 sends the plan within its scheduler timeout; ``plan_timeout`` bounds the wait
+    when rank 0 is dead or stuck and no other sign of it reaches this rank."""
     stop = StopWatch(channel)
     install_stop_signals(stop)
-    plan_task = asyncio.ensure_future(channel.recv(Tag.PLAN, source=0))
+    plan_task = asyncio.ensure_future(channel.recv(Tag.PLAN, source=0, timeout=plan_timeout))
     await asyncio.wait([plan_task, asyncio.ensure_future(stop.wait())],
                        return_when=asyncio.FIRST_COMPLETED)
-    if plan_task.done():
+    if plan_task.done() and plan_task.result() is None:
+        logger.error("no plan from rank 0 within %gs (rank 0 gone or stuck); leaving the job",
+                     plan_timeout)
+        stop.finalize = False
+        stop.set("no-plan")
+    elif plan_task.done():
         msg = plan_task.result()[1]
         job = RankJob(channel=channel, plan=msg["plan"], settings=msg["settings"], tls=msg["tls"],
                       job_id=msg["job_id"], endpoint=msg.get("endpoint"))
@@ -46,10 +56,25 @@ async def rank_main(channel: Channel, context: RankContext) -> None:
         context.role = job.role.value
         dask.config.set(rank_dask_config())
         logger.info("role: %s", job.role.value)
-        await serve_rank(job, stop)
+        await serve_guarded(job, stop)
     else:
         plan_task.cancel()
     await stop.wait()
     stop.cancel()
     channel.send(0, Tag.BYE, {"role": context.role})
     await channel.flush(2.0)
+    return stop.finalize
+
+
+async def serve_guarded(job: RankJob, stop: StopWatch) -> None:
+    """Serve the role; an error that escapes it is logged with its traceback and this rank
+    leaves the cluster but stays in the MPI job until the end (an exit now would end the
+    whole job, notebook included, or leave MPI_Finalize waiting for everyone)."""
+    try:
+        await serve_rank(job, stop)
+    except Exception:
+        if job.role is Role.WORKER:
+            job.channel.send(job.plan.scheduler_rank, Tag.STATE, {"state": "lost"})
+        logger.exception("unhandled error in this rank's %s; it leaves the Dask cluster and "
+                         "waits for the end of the job (the notebook and other ranks go on)",
+                         job.role.value)

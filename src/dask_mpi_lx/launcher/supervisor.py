@@ -3,21 +3,66 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 
 from ..config import Settings
 from ..mpi.channel import Channel
 from ..mpi.environ import job_id as current_job_id
 from .coordinator import StartedCluster, start_cluster, stop_cluster
-from .jobdir import JobDirectory
+from .dashboard_socket import remove_socket
+from .jobdir import JobDirectory, remove_rank_scratch
 from .notebook_env import JobCluster, child_environment, job_dask_config
+from .protocol import Tag
 
 logger = logging.getLogger(__name__)
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
+LOST_CHECK_INTERVAL = 2.0  # seconds between checks of the ranks' processes
+
+
+@dataclass
+class JobEnd:
+    """How the job ended on rank 0: the command's exit code, the ranks that did not answer
+    the stop, and the ranks that died while the job ran."""
+
+    rc: int
+    silent: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+
+
+async def _watch_ranks(channel: Channel, started: StartedCluster, settings: Settings) -> None:
+    """Say at once when a rank dies, and keep the rest of the job working without it: a
+    dead worker rank leaves the pool; a dead scheduler ends the cluster, not the notebook.
+    A dead rank's spill directory on this host is removed (it could not do it itself)."""
+    plan = started.plan
+    assert plan is not None
+    while True:
+        await asyncio.sleep(LOST_CHECK_INTERVAL)
+        lost = started.watch.newly_lost()
+        if not lost:
+            continue
+        if not settings.local_directory:
+            remove_rank_scratch(settings.job_directory, started.job_id,
+                                [r for r in lost if started.watch.processes[r].local])
+        for r in lost:
+            role = plan.role(r).value
+            logger.error("%s, a Dask %s, died (killed or out of memory?); the notebook goes on",
+                         started.watch.describe(r), role)
+        if plan.scheduler_rank in lost:
+            logger.error("the Dask scheduler is gone: this job's cluster has ended (Client "
+                         "calls fail); the worker ranks stop now; restart the server for a "
+                         "new cluster")
+            for r in plan.worker_ranks:
+                if r not in started.watch.lost:
+                    channel.send(r, Tag.STOP, {"reason": "scheduler-lost", "finalize": False})
+            return
+        channel.send(plan.scheduler_rank, Tag.LOST, {"ranks": lost})
 
 
 def _prepare_job_files(started: StartedCluster, settings: Settings) -> JobDirectory:
@@ -26,7 +71,8 @@ def _prepare_job_files(started: StartedCluster, settings: Settings) -> JobDirect
     assert started.plan is not None and started.address is not None
     cluster = JobCluster(job_id=started.job_id, address=started.address,
                          dashboard=started.dashboard,
-                         n_workers=len(started.plan.worker_ranks), tls_paths=tls_paths)
+                         n_workers=len(started.plan.worker_ranks), tls_paths=tls_paths,
+                         dashboard_socket=started.dashboard_socket)
     jobdir.write_dask_config(
         job_dask_config(cluster, os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
     )
@@ -47,9 +93,16 @@ async def _report_ready(channel: Channel, started: StartedCluster, settings: Set
         logger.error("the Dask cluster at %s did not start: %s", started.address, done.problem)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when rank 0 dies (even by SIGKILL), so the
+    Jupyter server never outlives the job's rank 0 and keeps answering the hub half-alive."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 async def _run_child(cmd: list[str], env: dict[str, str]) -> int:
     try:
-        child = await asyncio.create_subprocess_exec(*cmd, env=env)
+        child = await asyncio.create_subprocess_exec(*cmd, env=env, preexec_fn=_die_with_parent)
     except OSError as e:
         logger.error("cannot start %r: %s", cmd[0], e.strerror or e)
         return 127
@@ -70,15 +123,15 @@ async def _run_child(cmd: list[str], env: dict[str, str]) -> int:
 
 
 async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
-                    settings_problem: str | None = None) -> tuple[int, list[int]]:
-    """Start the cluster, run ``cmd`` with its address, stop the cluster when ``cmd`` ends.
-
-    Returns the command's exit code and the ranks that did not stop in time.
-    """
+                    settings_problem: str | None = None) -> JobEnd:
+    """Start the cluster, run ``cmd`` with its address, stop the cluster when ``cmd`` ends."""
     t0 = time.monotonic()
     started = StartedCluster(job_id=current_job_id(), plan=None, tls=None)
     if channel.size > 1:
-        started = await start_cluster(channel, settings, started.job_id, settings_problem)
+        # behind a hub the Jupyter server proxies the dashboard: no TCP port for it at all
+        behind_hub = bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
+        started = await start_cluster(channel, settings, started.job_id, settings_problem,
+                                      private_dashboard=behind_hub)
     else:
         started.problem = settings_problem or "the MPI world has 1 rank (run under mpirun -np N)"
     jobdir = None
@@ -104,15 +157,19 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
                        started.problem)
         env = child_environment(os.environ, None, None)
     logger.info("starting the command %.2fs after launch", time.monotonic() - t0)
+    ranks_watch = (asyncio.ensure_future(_watch_ranks(channel, started, settings))
+                   if started.plan and settings else None)
     rc = await _run_child(cmd, env)
     logger.info("command exited with code %d; stopping the cluster", rc)
-    if watcher:
-        watcher.cancel()
+    for task in (watcher, ranks_watch):
+        if task:
+            task.cancel()
     if jobdir:  # first: after a SIGTERM, mpirun SIGKILLs every rank about a second later
         jobdir.remove()
+    remove_socket(started.dashboard_socket)
     t1 = time.monotonic()
     timeout = settings.stop_timeout(channel.size) if settings else 4.0 + 0.15 * channel.size
     silent = await stop_cluster(channel, started, f"notebook-exit-{rc}", timeout)
     logger.info("cluster stopped in %.2fs%s", time.monotonic() - t1,
                 f"; ranks {silent} did not answer" if silent else "")
-    return rc, silent
+    return JobEnd(rc, silent, sorted(started.watch.lost))

@@ -7,8 +7,11 @@ wait here polls a non-blocking matched probe and sleeps in between, so idle rank
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 
 class Channel:
@@ -64,6 +67,31 @@ class Channel:
                 return False
             await asyncio.sleep(min(self.poll_interval, 0.05))
         return True
+
+    def exit(self, code: int, finalize: bool) -> NoReturn:
+        """End this process. With ``finalize``: drop unread messages, then MPI_Finalize
+        (MPICH fails it on unmatched messages, and Hydra then kills the whole job). Without:
+        skip MPI_Finalize, whose fence would wait for a dead rank forever (Open MPI under
+        --enable-recovery)."""
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if finalize:
+            if not self._mpi.Is_finalized():
+                self.drain()
+                self._mpi.Finalize()
+            sys.exit(code)
+        os._exit(code)
+
+    def drain(self) -> int:
+        """Receive and drop every message that has arrived but was never asked for (a
+        WELCOME overtaken by STOP, say): MPICH's MPI_Finalize fails on unmatched ones."""
+        dropped = 0
+        while (message := self._comm.improbe(source=self._mpi.ANY_SOURCE,
+                                             tag=self._mpi.ANY_TAG)) is not None:
+            message.recv()
+            dropped += 1
+        return dropped
 
     def abort(self, code: int) -> None:
         """End every rank of the job now (used only when ranks stop answering)."""
