@@ -295,3 +295,30 @@ def test_oom_killer_prefers_workers_to_the_notebook_and_scheduler(dask_mpi_lx_cm
     assert result.returncode == 0, result.describe()
     assert _facts(result, "ADJ") == {"notebook": "0", "scheduler": "0", "workers": ["500"],
                                      "worker_ranks": ["500"]}
+
+
+def test_behind_a_hub_dask_binds_no_port_before_jupyter_has_its_own(dask_mpi_lx_cmd):
+    """batchspawner-singleuser picks a free port and tells the hub before Jupyter binds it;
+    Linux gives a just-released port to the next bind(0), so a Dask listener opened in
+    between could take it (seen in CI). Behind a hub the Dask ranks wait until the command
+    listens."""
+    code = """
+import socket, time
+from distributed import Client
+time.sleep(2)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print("BOUND", time.time(), flush=True)
+with Client(timeout="60s") as c:
+    c.wait_for_workers(2, timeout=60)
+    print("RESULT", c.submit(sum, [1, 2]).result(), flush=True)
+"""
+    result = mpirun.run(mpirun.notebook(dask_mpi_lx_cmd, code, "--no-wait-for-workers"), np=4,
+                        env={"JUPYTERHUB_SERVICE_PREFIX": "/user/alice/"})
+    assert result.returncode == 0, result.describe()
+    assert "RESULT 3" in result.stdout, result.describe()
+    assert "the command listens on its port after" in result.stderr, result.describe()
+    bound = float(next(x for x in result.stdout.splitlines() if x.startswith("BOUND")).split()[1])
+    scheduler_line = next(x for x in result.stderr.splitlines() if "Scheduler at:" in x)
+    started = time.mktime(time.strptime(scheduler_line[:19], "%Y-%m-%d %H:%M:%S")) \
+        + int(scheduler_line[20:23]) / 1000
+    assert started >= bound - 0.01, (scheduler_line, bound)

@@ -33,6 +33,10 @@ class Endpoint:
     contact: str | None = None           # the address clients use, known in advance
     dashboard: tuple[str, int] | None = None
     dashboard_socket: str | None = None  # the dashboard serves only this owner-only socket
+    # behind a hub: the Dask ranks bind no port before Jupyter has bound the one the hub was
+    # told (Linux hands a just-closed ephemeral port to the next bind(0), so a Dask listener
+    # could take the port batchspawner-singleuser picked); rank 0 then sends GO
+    hold_until_go: bool = False
 
 
 def _free_port(host: str) -> int:
@@ -100,7 +104,8 @@ def plan_endpoint(plan: Plan, settings: Settings, private_dashboard: bool = Fals
         host = host or "127.0.0.1"
         dashboard = (host, int(dport) or _free_port(host))
     return Endpoint(listen_host=listen, port=port, contact=f"{settings.protocol}://{ip}:{port}",
-                    dashboard=dashboard, dashboard_socket=socket_path)
+                    dashboard=dashboard, dashboard_socket=socket_path,
+                    hold_until_go=private_dashboard)
 
 
 @dataclass
@@ -116,6 +121,7 @@ class StartedCluster:
     hello_ranks: tuple[int, ...] = ()
     early: bool = False  # the address was fixed in advance; the scheduler may not be up yet
     dashboard_socket: str | None = None
+    hold_until_go: bool = False  # the ranks wait for GO before binding any port
     watch: RankWatch = field(default_factory=RankWatch)
 
     @property
@@ -170,6 +176,7 @@ async def start_cluster(
     endpoint = (plan_endpoint(started.plan, settings, private_dashboard, job_id)
                 if started.plan and settings else None)
     started.dashboard_socket = endpoint.dashboard_socket if endpoint else None
+    started.hold_until_go = endpoint.hold_until_go if endpoint else False
     for r in started.hello_ranks:
         if r != 0:
             channel.send(r, Tag.PLAN, {"plan": started.plan, "tls": started.tls,

@@ -298,6 +298,12 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
 async def serve_rank(job: RankJob, stop: StopWatch) -> None:
     """Run this rank's role until rank 0 says stop."""
     role = job.role
+    if job.endpoint and job.endpoint.hold_until_go and role in (Role.SCHEDULER, Role.WORKER):
+        go = asyncio.ensure_future(job.channel.recv(Tag.GO, source=0))
+        await _first(stop.wait(), asyncio.shield(go))
+        if not go.done():
+            go.cancel()
+            return
     if role is Role.SCHEDULER:
         await run_scheduler(job, stop)
     elif role is Role.WORKER:

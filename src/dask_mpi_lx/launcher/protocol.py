@@ -20,3 +20,4 @@ class Tag(IntEnum):
     STATE = 17    # worker rank -> scheduler   {"state": "active" | "parked"}
     DRAINING = 18  # 0 -> scheduler        {"reason": str}: the workers are being stopped
     LOST = 19     # 0 -> scheduler        {"ranks": [int]}: these worker ranks died
+    GO = 20       # 0 -> rank r           {}: Jupyter has bound its port; open Dask's listeners now

@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Settings
 from ..mpi.channel import Channel
@@ -17,6 +19,7 @@ from .coordinator import StartedCluster, start_cluster, stop_cluster
 from .dashboard_socket import remove_socket
 from .jobdir import JobDirectory, remove_rank_scratch
 from .notebook_env import JobCluster, child_environment, job_dask_config
+from .port_watch import wait_until_listening
 from .protocol import Tag
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ logger = logging.getLogger(__name__)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 LOST_CHECK_INTERVAL = 2.0  # seconds between checks of the ranks' processes
+GO_TIMEOUT = 30.0  # the Dask ranks start at the latest this long after the command
 
 
 @dataclass
@@ -100,13 +104,30 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-async def _run_child(cmd: list[str], env: dict[str, str]) -> int:
+async def _release_ranks_once_listening(channel: Channel, pid: int | None) -> None:
+    """Send GO to every rank once the command (Jupyter) listens on its port, or has
+    failed to within GO_TIMEOUT: only then do the Dask ranks bind theirs."""
+    waited = time.monotonic()
+    listening = await wait_until_listening(pid, GO_TIMEOUT) if pid else False
+    logger.info("%s after %.2fs; the Dask ranks start now",
+                "the command listens on its port" if listening else "no port of the command seen",
+                time.monotonic() - waited)
+    for r in range(1, channel.size):
+        channel.send(r, Tag.GO, {})
+
+
+async def _run_child(cmd: list[str], env: dict[str, str],
+                     on_start: Callable[[int | None], Any] | None = None) -> int:
     try:
         child = await asyncio.create_subprocess_exec(*cmd, env=env, preexec_fn=_die_with_parent)
     except OSError as e:
         logger.error("cannot start %r: %s", cmd[0], e.strerror or e)
+        if on_start:
+            on_start(None)
         return 127
     logger.info("started %s (pid %d)", cmd[0], child.pid)
+    if on_start:
+        on_start(child.pid)
     loop = asyncio.get_running_loop()
 
     def forward(sig: signal.Signals) -> None:
@@ -159,7 +180,15 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
     logger.info("starting the command %.2fs after launch", time.monotonic() - t0)
     ranks_watch = (asyncio.ensure_future(_watch_ranks(channel, started, settings))
                    if started.plan and settings else None)
-    rc = await _run_child(cmd, env)
+    release: list[asyncio.Future] = []
+
+    def on_start(pid: int | None) -> None:
+        if started.hold_until_go:
+            release.append(asyncio.ensure_future(_release_ranks_once_listening(channel, pid)))
+
+    rc = await _run_child(cmd, env, on_start)
+    for task in release:
+        task.cancel()
     logger.info("command exited with code %d; stopping the cluster", rc)
     for task in (watcher, ranks_watch):
         if task:
