@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,18 @@ def launcher_argv(np: int, launcher: str = "openmpi", env: dict | None = None,
     if os.geteuid() == 0:
         argv.insert(1, "--allow-run-as-root")
     return argv
+
+
+def rank_process(rank: int, candidates: Iterable[int]) -> int | None:
+    """Of the ``candidates``, the pid whose environment says it is Open MPI rank ``rank``."""
+    for pid in candidates:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"OMPI_COMM_WORLD_RANK={rank}".encode() in env:
+            return int(pid)
+    return None
 
 
 def notebook(launch_cmd: list[str], code: str, *options: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -105,7 +104,7 @@ def launch(cmd: tuple[str, ...], _problem: str | None = None, **options: Any) ->
             _problem = str(e)
     if _problem:
         _problem += " (the command starts without a Dask cluster)"
-    sys.exit(run_launch(settings, list(cmd), _problem))
+    run_launch(settings, list(cmd), _problem)
 
 
 @main.command("config")

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
+from tests import mpirun
 from tests.e2e.hub import Hub, assert_nothing_left, jobs_of, run_json_in_kernel
 from tests.mpi.test_faults import NOTEBOOK, assert_all_gone
 
@@ -148,14 +148,7 @@ def _rank0_launcher(user: str) -> int | None:
     """The pid of the user's rank 0 (`dask-mpi-lx launch` with OMPI_COMM_WORLD_RANK=0)."""
     pids = subprocess.run(["pgrep", "-u", user, "-f", "dask-mpi-lx launch"], capture_output=True,
                           text=True).stdout.split()
-    for pid in pids:
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"OMPI_COMM_WORLD_RANK=0" in env:
-            return int(pid)
-    return None
+    return mpirun.rank_process(0, (int(p) for p in pids))
 
 
 def test_rank0_killed_before_jupyter_reports_fails_the_spawn_fast(hub: Hub):

@@ -8,10 +8,10 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from dask_mpi_lx.procfs import children_of, is_running
 from tests import conftest, mpirun
 from tests.conftest import ROOT
 
@@ -82,7 +82,7 @@ def assert_all_gone(pids: dict, grace: float = 10.0) -> None:
     may exit while its last SIGKILLs are still being delivered)."""
     deadline = time.monotonic() + grace
     while True:
-        left = {n: p for n, p in pids.items() if Path(f"/proc/{p}").exists() and not _zombie(p)}
+        left = {n: p for n, p in pids.items() if is_running(p)}
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -178,24 +178,9 @@ def test_killed_rank0_takes_the_notebook_and_every_rank_down(dask_mpi_lx_cmd, tm
     except BaseException:
         mpirun.stop_group(proc)
         raise
-    assert not Path(f"/proc/{notebook}").exists() or _zombie(notebook), \
-        "the notebook outlived rank 0"
+    assert not is_running(notebook), "the notebook outlived rank 0"
     if mpi_args:
         assert "rank 0 (pid" in err and "is gone" in err, err
-
-
-def _rank_pid(mpirun_pid: int, rank: int) -> int | None:
-    """The pid of ``rank`` among mpirun's children (Open MPI sets OMPI_COMM_WORLD_RANK)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rpartition(")")[2].split()[1]) != mpirun_pid:
-                continue
-            env = (stat.parent / "environ").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if f"OMPI_COMM_WORLD_RANK={rank}".encode() in env:
-            return int(stat.parent.name)
-    return None
 
 
 def test_rank0_killed_before_the_plan_no_rank_waits_forever(dask_mpi_lx_cmd):
@@ -207,7 +192,7 @@ def test_rank0_killed_before_the_plan_no_rank_waits_forever(dask_mpi_lx_cmd):
         deadline = time.monotonic() + 30
         rank0 = None
         while rank0 is None and time.monotonic() < deadline:
-            rank0 = _rank_pid(proc.pid, 0)
+            rank0 = mpirun.rank_process(0, children_of(proc.pid))
         assert rank0, "rank 0 never appeared"
         os.kill(rank0, signal.SIGKILL)
         t0 = time.monotonic()
@@ -218,13 +203,6 @@ def test_rank0_killed_before_the_plan_no_rank_waits_forever(dask_mpi_lx_cmd):
     assert time.monotonic() - t0 < 20, err
     # killed inside MPI_Init: the watchdogs of the others see it; killed later: their StopWatch
     assert "ended while MPI was starting" in err or ("rank 0 (pid" in err and "is gone" in err), err
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("wait", ["--wait-for-workers", "--no-wait-for-workers"])

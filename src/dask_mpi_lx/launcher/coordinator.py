@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import socket
 import tempfile
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..exceptions import WorldTooSmallError
 from ..mpi.channel import Channel
+from .jobdir import safe_job_id
 from .jobtls import JobTLS, new_job_tls
 from .liveness import RankWatch
 from .protocol import Tag
@@ -66,7 +66,7 @@ def default_dashboard_address(plan: Plan, settings: Settings) -> str:
 def dashboard_socket_path(settings: Settings, job_id: str) -> str:
     """An unguessable path for the dashboard's Unix socket in the job directory's parent."""
     parent = settings.job_directory or tempfile.gettempdir()
-    name = f"dask-mpi-lx-{re.sub(r'[^A-Za-z0-9_.-]', '_', job_id)}-dashboard-{secrets.token_hex(8)}.sock"
+    name = f"dask-mpi-lx-{safe_job_id(job_id)}-dashboard-{secrets.token_hex(8)}.sock"
     path = os.path.join(parent, name)
     return path if len(path) < 100 else os.path.join("/tmp", name)  # sun_path holds 108 bytes
 

@@ -19,9 +19,14 @@ logger = logging.getLogger(__name__)
 CONFIG_FILE = "dask-mpi-lx-job.yaml"
 
 
+def safe_job_id(job_id: str) -> str:
+    """The job id as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)
+
+
 def rank_scratch_prefix(job_id: str, rank: int) -> str:
     """Name prefix of a worker rank's own spill directory (see `remove_rank_scratch`)."""
-    return f"dask-mpi-lx-{re.sub(r'[^A-Za-z0-9_.-]', '_', job_id)}-rank{rank}-"
+    return f"dask-mpi-lx-{safe_job_id(job_id)}-rank{rank}-"
 
 
 def make_rank_scratch(parent: str | None, job_id: str, rank: int) -> str:
@@ -48,7 +53,7 @@ class JobDirectory:
     """A fresh, unguessable, owner-only directory for one job on one host."""
 
     def __init__(self, parent: str, job_id: str, label: str = "job"):
-        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)
+        safe_id = safe_job_id(job_id)
         try:
             self.path = Path(tempfile.mkdtemp(prefix=f"dask-mpi-lx-{safe_id}-{label}-", dir=parent))
         except OSError as e:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from typing import NoReturn
 
 from ..config import Settings
 from ..logs import RankContext, configure
@@ -24,8 +25,8 @@ def reexec_without_hub_secrets() -> None:
     os.execve(sys.executable, argv, scrub_hub_secrets(os.environ))
 
 
-def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> int:
-    """Run this rank's part of the job; the return value is the process exit code."""
+def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> NoReturn:
+    """Run this rank's part of the job, then end the process (rank 0 with CMD's exit code)."""
     from ..mpi.channel import Channel
     from ..mpi.start_watchdog import mpi_start_watchdog
 
@@ -57,4 +58,3 @@ def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str 
         logger.warning("ranks %s died during the job; leaving without MPI_Finalize",
                        end.lost)
     channel.exit(end.rc, finalize=not end.lost)
-    return end.rc

@@ -10,19 +10,16 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from ..procfs import is_running, stat_fields
+
 
 def process_start_time(pid: int) -> int | None:
     """The kernel's start time of ``pid`` (clock ticks since boot); None if it is gone or
     a zombie. Comparing it catches a pid reused by another process."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-    except OSError:
+    if not is_running(pid):
         return None
-    fields = stat.rpartition(")")[2].split()
-    if not fields or fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
+    fields = stat_fields(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
 
 
 @dataclass

@@ -18,20 +18,10 @@ import sys
 import time
 from collections.abc import Iterator
 
+from ..procfs import children_of, parent_of
+
 CHECK_INTERVAL = 0.5
 STARTED_WITHIN = 5.0  # the launcher has started every local rank by then
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _children_of(ppid: int) -> set[int]:
-    return {int(d) for d in os.listdir("/proc") if d.isdigit() and _parent_of(int(d)) == ppid}
 
 
 def _give_up(parent: int, why: str) -> None:
@@ -50,13 +40,13 @@ def _local_size() -> int | None:
 
 
 def _watch(read_fd: int, parent: int, timeout: float) -> None:
-    launcher = _parent_of(parent)  # mpirun/orted/slurmstepd: its children are the ranks here
+    launcher = parent_of(parent)  # mpirun/orted/slurmstepd: its children are the ranks here
     expected = _local_size()
     seen: set[int] = set()
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if launcher and launcher > 1:
-            ranks = _children_of(launcher)
+            ranks = children_of(launcher)
             gone = seen - ranks
             missing = (expected is not None and len(ranks) < expected
                        and time.monotonic() - start > STARTED_WITHIN)
