@@ -8,12 +8,14 @@ MPICH_VENV ?= $(PREFIX)/venv-mpich
 DOCS_VENV ?= $(PREFIX)/venv-docs
 PY := $(VENV)/bin/python
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q
-SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps chromium
+SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps chromium \
+		   iproute2 util-linux
+NODES ?= 1
 
 .PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e docs demo demo-stop bench clean
 
 help:
-	@echo "make demo    - start the local stack and print the URL (see README)"
+	@echo "make demo    - start the local stack and print the URL (see README); NODES=3 for 3 nodes"
 	@echo "make test    - install everything and run lint + all tests"
 	@echo "make demo-stop - stop everything the demo started"
 	@echo "make bench     - run every benchmark and regenerate docs/benchmarks.md"
@@ -66,7 +68,7 @@ test: install lint docs
 	MPICH_VENV=$(MPICH_VENV) $(PY) -m pytest -q -rs
 
 demo: venv
-	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py demo
+	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py demo --nodes $(NODES)
 
 demo-stop:
 	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py down

@@ -8,16 +8,14 @@ Run: python benchmarks/b6_idle_cost.py [--ranks 6] [--seconds 20]
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
+import psutil
 from common import BIN, emit, median, mpirun, stop_group
 
-CLK = os.sysconf("SC_CLK_TCK")
 PARK = """
 import time
 from dask_mpi_lx import MPICluster
@@ -25,42 +23,26 @@ c = MPICluster(); c.scale(1); print("PARKED", flush=True); time.sleep(3600)
 """
 
 
-def children() -> dict[int, list[int]]:
-    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
-    tree: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        pid, ppid = map(int, line.split())
-        tree.setdefault(ppid, []).append(pid)
-    return tree
+def subtree(proc: psutil.Process) -> list[psutil.Process]:
+    """``proc`` and every process below it."""
+    return [proc, *proc.children(recursive=True)]
 
 
-def subtree(pid: int, tree: dict[int, list[int]]) -> list[int]:
-    found, todo = [pid], [pid]
-    while todo:
-        for c in tree.get(todo.pop(), []):
-            found.append(c)
-            todo.append(c)
-    return found
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
 
 
-def ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
+def uss_mb(proc: psutil.Process) -> float:
+    return proc.memory_full_info().uss / 2**20
 
 
-def uss_mb(pid: int) -> float:
-    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    return sum(int(x.split()[1]) for x in text.splitlines()
-               if x.startswith(("Private_Clean", "Private_Dirty"))) / 1024
+def cmd(proc: psutil.Process) -> str:
+    return " ".join(proc.cmdline())
 
 
-def cmd(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-
-
-def rank_of(pid: int) -> int:
-    env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return int(next(x for x in env if x.startswith(b"OMPI_COMM_WORLD_RANK=")).split(b"=")[1])
+def rank_of(proc: psutil.Process) -> int:
+    return int(proc.environ()["OMPI_COMM_WORLD_RANK"])
 
 
 def label(rows: list, roles: dict) -> list:
@@ -80,17 +62,16 @@ def measure(argv: list[str], settle: float, seconds: float, ready_line: str | No
                 if line.startswith(ready_line):
                     break
         time.sleep(settle)
-        tree = children()
-        ranks = [p for p in subtree(proc.pid, tree)[1:]  # [0] is mpirun itself
-                 if cmd(p).split(" ")[0].endswith(("python", "python3"))
+        ranks = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                 if p.cmdline() and p.cmdline()[0].endswith(("python", "python3"))
                  and ("launch" in cmd(p) or "dask-mpi " in cmd(p))]
-        groups = {r: subtree(r, tree) for r in ranks}
-        before = {p: ticks(p) for g in groups.values() for p in g}
+        groups = {r: subtree(r) for r in ranks}
+        before = {p.pid: cpu_seconds(p) for g in groups.values() for p in g}
         time.sleep(seconds)
         rows = []
         for r, g in groups.items():
-            cpu = sum(ticks(p) - before[p] for p in g) / CLK / seconds
-            rows.append({"pid": r, "rank": rank_of(r), "cpu": round(cpu, 4),
+            cpu = sum(cpu_seconds(p) - before[p.pid] for p in g) / seconds
+            rows.append({"pid": r.pid, "rank": rank_of(r), "cpu": round(cpu, 4),
                          "uss_mb": round(sum(uss_mb(p) for p in g), 1), "processes": len(g),
                          "worker_process": any("multiprocessing.spawn" in cmd(p) or
                                                "forkserver" in cmd(p) for p in g[1:])})

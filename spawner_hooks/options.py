@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any
 
-FIELDS = ("dask", "cores", "threads", "worker_memory", "walltime", "partition")
+FIELDS = ("dask", "cores", "nodes", "threads", "worker_memory", "walltime", "partition")
 LABELS = {
     "dask": "Start a Dask cluster",
     "cores": "Cores (MPI ranks)",
+    "nodes": "Nodes",
     "threads": "Threads per worker",
     "worker_memory": "Memory per worker",
     "walltime": "Walltime",
     "partition": "Queue / partition",
 }
 MIN_DASK_CORES = 3  # notebook + scheduler + one worker
+MIN_RANKS_PER_NODE = 2  # with several nodes: rank 0 (Jupyter) and rank 1 (scheduler) share node 1
+MAX_TEXT = 64  # longest value any field accepts (characters)
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
           "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12,
@@ -38,6 +42,7 @@ class Limits:
     """What the admin allows (set through the spawner's traitlets)."""
 
     max_cores: int = 8
+    max_nodes: int = 1
     max_threads: int = 4
     max_worker_memory: int = 8 * 2**30
     max_walltime: int = 12 * 3600
@@ -47,6 +52,7 @@ class Limits:
     default_worker_memory: int = 2 * 2**30
     default_walltime: int = 3600
     default_dask: bool = True
+    cores_per_node: Mapping[str, int] = field(default_factory=dict)  # partition -> CPU cores
 
 
 @dataclass(frozen=True)
@@ -59,10 +65,29 @@ class DaskOptions:
     worker_memory: int   # bytes
     walltime: int        # seconds
     partition: str
+    nodes: int = 1
 
     @property
     def workers(self) -> int:
         return self.cores - 2 if self.dask else 0
+
+    @property
+    def ranks(self) -> int:
+        """MPI ranks of the job: ``cores`` with Dask, else 1 (Jupyter alone)."""
+        return self.cores if self.dask else 1
+
+    @property
+    def ranks_per_node(self) -> int:
+        """Ranks on each node (``validate`` makes them divide evenly)."""
+        return self.ranks // self.nodes
+
+    def memory_per_node(self, notebook: int) -> int:
+        """Bytes the busiest node needs: node 1 holds rank 0 (``notebook`` covers Jupyter, the
+        kernels and the scheduler on rank 1) and the rest of its ranks' workers; every other
+        node holds ``ranks_per_node`` workers."""
+        first = notebook + self.worker_memory * max(self.ranks_per_node - 2, 0)
+        others = self.worker_memory * self.ranks_per_node if self.nodes > 1 else 0
+        return max(first, others)
 
     @property
     def walltime_hms(self) -> str:
@@ -82,14 +107,26 @@ def format_bytes(n: int) -> str:
     return f"{n}B"
 
 
+def _short(text: str, keep: int = 16) -> str:
+    """At most ``keep`` characters of untrusted text, quoted, for a message or a log."""
+    return repr(text[:keep]) + ("..." if len(text) > keep else "")
+
+
 def _text(name: str, value: Any) -> str:
+    """One plain value as stripped text, at most MAX_TEXT characters."""
     if isinstance(value, (list, tuple)):  # form data arrives as lists of strings
         if len(value) != 1:
             raise OptionError(f"{LABELS[name]}: expected one value, got {len(value)}")
         value = value[0]
     if not isinstance(value, (str, int, float, bool)):
         raise OptionError(f"{LABELS[name]}: expected a plain value, got {type(value).__name__}")
-    return str(value).strip()
+    if isinstance(value, int) and value.bit_length() > 4 * MAX_TEXT:  # str() of it would be long
+        raise OptionError(f"{LABELS[name]}: too long (at most {MAX_TEXT} characters)")
+    text = str(value)
+    if len(text) > MAX_TEXT:
+        raise OptionError(f"{LABELS[name]}: too long ({len(text)} characters, at most {MAX_TEXT}): "
+                          f"{_short(text)}")
+    return text.strip()
 
 
 def _whole(name: str, value: Any, low: int, high: int) -> int:
@@ -109,7 +146,7 @@ def parse_memory(name: str, value: Any, high: int) -> int:
     if not match or unit not in _UNITS:
         raise OptionError(f"{LABELS[name]}: got {text!r}; expected a size like 4GiB or 512MiB "
                           f"(at most {format_bytes(high)})")
-    number = int(float(match.group(1)) * _UNITS[unit])
+    number = int(Decimal(match.group(1)) * _UNITS[unit])  # exact: no float overflow
     if not 2**20 * 256 <= number <= high:
         raise OptionError(f"{LABELS[name]}: got {text!r}; expected 256MiB to {format_bytes(high)}")
     return number
@@ -141,17 +178,46 @@ def _bool(name: str, value: Any) -> bool:
     raise OptionError(f"{LABELS[name]}: got {text!r}; expected on or off")
 
 
+def _check_keys(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise OptionError(f"user options must be an object with keys {', '.join(FIELDS)}")
+    unknown = sorted(str(k) for k in set(raw) - set(FIELDS))
+    if unknown:
+        shown = ", ".join(_short(k, 24) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        raise OptionError(f"unknown option(s) {shown}; allowed: {', '.join(FIELDS)}")
+    return dict(raw)
+
+
+def check_shape(opts: DaskOptions, limits: Limits) -> None:
+    """The ranks fit the nodes: evenly spread, 2+ per node on several nodes, and at most the
+    partition's cores per node (ranks per node x threads)."""
+    cores, nodes = LABELS["cores"], opts.nodes
+    if nodes > 1 and not opts.dask:
+        raise OptionError(f"{LABELS['nodes']}: got {nodes}; without a Dask cluster the job runs "
+                          "on 1 node")
+    if opts.ranks % nodes:
+        raise OptionError(f"{cores}: {opts.ranks} cannot be spread evenly over {nodes} nodes; "
+                          f"use a multiple of {nodes}")
+    if nodes > 1 and opts.ranks_per_node < MIN_RANKS_PER_NODE:
+        raise OptionError(f"{cores}: {opts.ranks} over {nodes} nodes is {opts.ranks_per_node} per "
+                          f"node; on several nodes each needs at least {MIN_RANKS_PER_NODE} "
+                          f"(use {MIN_RANKS_PER_NODE * nodes} or more)")
+    cap = limits.cores_per_node.get(opts.partition)
+    need = opts.ranks_per_node * opts.threads
+    if cap and need > cap:
+        more = "; ask for more nodes" if nodes < limits.max_nodes else ""
+        raise OptionError(f"{cores}: {opts.ranks_per_node} per node x {opts.threads} thread(s) "
+                          f"is {need} cores per node; {opts.partition!r} nodes have {cap}{more}")
+
+
 def validate(raw: Mapping[str, Any] | None, limits: Limits) -> DaskOptions:
     """Turn untrusted options (form or REST) into `DaskOptions`, or raise `OptionError`."""
-    raw = dict(raw or {})
-    unknown = sorted(set(raw) - set(FIELDS))
-    if unknown:
-        raise OptionError(f"unknown option(s) {', '.join(map(repr, unknown))}; "
-                          f"allowed: {', '.join(FIELDS)}")
+    raw = _check_keys(raw if raw is not None else {})
     dask = _bool("dask", raw["dask"]) if "dask" in raw else limits.default_dask
     low = MIN_DASK_CORES if dask else 1
     cores = (_whole("cores", raw["cores"], low, limits.max_cores) if "cores" in raw
              else max(low, limits.default_cores))
+    nodes = _whole("nodes", raw["nodes"], 1, limits.max_nodes) if "nodes" in raw else 1
     threads = (_whole("threads", raw["threads"], 1, limits.max_threads) if "threads" in raw
                else limits.default_threads)
     memory = (parse_memory("worker_memory", raw["worker_memory"], limits.max_worker_memory)
@@ -162,8 +228,10 @@ def validate(raw: Mapping[str, Any] | None, limits: Limits) -> DaskOptions:
     if partition not in limits.partitions:
         raise OptionError(f"{LABELS['partition']}: got {partition!r}; choose one of "
                           f"{', '.join(limits.partitions)}")
-    return DaskOptions(dask=dask, cores=cores, threads=threads, worker_memory=memory,
-                       walltime=walltime, partition=partition)
+    opts = DaskOptions(dask=dask, cores=cores, threads=threads, worker_memory=memory,
+                       walltime=walltime, partition=partition, nodes=nodes)
+    check_shape(opts, limits)
+    return opts
 
 
 def from_form(formdata: Mapping[str, list[str]], limits: Limits) -> DaskOptions:

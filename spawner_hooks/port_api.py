@@ -3,12 +3,14 @@
 batchspawner 1.3.0's handler sets *any* spawner attribute named in the request body, so a
 user holding their own server's token could set ``exec_prefix`` or ``batch_cancel_cmd``,
 commands the hub later runs as its own user (verified on this stack). This one accepts only
-``{"port": <1-65535>}`` and answers 400 to anything else, leaving the spawner unchanged.
+``{"port": <1-65535>}`` and answers 400 to anything else, leaving the spawner unchanged; and
+only while the server is starting (409 once it runs, or after it stopped).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from jupyterhub import apihandlers
 from jupyterhub.apihandlers import APIHandler
@@ -29,16 +31,30 @@ class PortOnlyAPIHandler(APIHandler):
             body = json.loads(self.request.body or b"null")
         except ValueError:
             raise web.HTTPError(400, "the body is not JSON") from None
-        if not isinstance(body, dict) or set(body) != {"port"}:
-            keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+        try:
+            spawner.port = checked_port(spawner, body)
+        except web.HTTPError:
+            keys = sorted(map(str, body))[:5] if isinstance(body, dict) else type(body).__name__
             self.log.warning("refused batchspawner API call for %s with %s", user.name, keys)
-            raise web.HTTPError(400, 'only {"port": <1-65535>} is accepted')
-        port = body["port"]
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise web.HTTPError(400, "port must be an integer from 1 to 65535")
-        spawner.port = port
+            raise
         self.set_status(201)
         self.finish(json.dumps({"message": "port set"}))
+
+
+def checked_port(spawner: Any, body: Any) -> int:
+    """The port in ``body``, if it is ``{"port": <1-65535>}`` and ``spawner`` is starting;
+    else an HTTP 400 (bad body) or 409 (not starting: running, stopping or stopped)."""
+    if not isinstance(body, dict) or set(body) != {"port"}:
+        raise web.HTTPError(400, 'only {"port": <1-65535>} is accepted')
+    port = body["port"]
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise web.HTTPError(400, "port must be an integer from 1 to 65535")
+    # JupyterHub sets _start_pending from before apply_user_options until start() returns;
+    # batchspawner's start() waits for this very request within that window
+    if not getattr(spawner, "_start_pending", False):
+        raise web.HTTPError(409, "the server is not starting: a port is accepted only while "
+                            "it starts")
+    return port
 
 
 def install() -> None:

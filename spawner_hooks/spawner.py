@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
+import shlex
 from importlib.resources import files
 from typing import Any
 
 import batchspawner
 from tornado import web
-from traitlets import Bool, Float, HasTraits, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, HasTraits, Integer, List, Unicode, default
 
 from . import form, port_api
 from .options import DaskOptions, Limits, OptionError, from_form, parse_memory, parse_walltime, validate
@@ -31,7 +33,22 @@ def template(name: str) -> str:
 class DaskMPISpawnerMixin(HasTraits):
     """Mix into a batchspawner spawner (see `DaskMPISlurmSpawner`, `DaskMPIPBSSpawner`)."""
 
-    dask_max_cores = Integer(8, help="Most cores (MPI ranks) a user may ask for.").tag(config=True)
+    dask_max_cores = Integer(
+        8, help="Most cores (MPI ranks) a user may ask for, in all (over every node)."
+    ).tag(config=True)
+    dask_max_nodes = Integer(
+        1, help="Most nodes a user may ask for. At 1 (the default) the form has no Nodes field "
+        "and every job is one node. Above 1, the user's cores (the job's total MPI ranks) are "
+        "spread evenly: cores must be a multiple of nodes, with at least 2 per node (ranks 0, "
+        "Jupyter, and 1, the Dask scheduler, share the first node)."
+    ).tag(config=True)
+    dask_cores_per_node = Dict(
+        value_trait=Integer(), key_trait=Unicode(),
+        help="Partition/queue -> CPU cores of one of its nodes, e.g. {\"compute\": 36}. A job's "
+        "ranks per node x threads per worker (what --ntasks-per-node x --cpus-per-task, or "
+        "mpiprocs x threads, ask of each node) must fit. A partition not listed has no "
+        "per-node bound beyond dask_max_cores."
+    ).tag(config=True)
     dask_max_threads = Integer(4, help="Most threads per Dask worker.").tag(config=True)
     dask_max_worker_memory = Unicode("8GiB", help="Most memory per Dask worker.").tag(config=True)
     dask_max_walltime = Unicode("12:00:00", help="Longest walltime (HH:MM:SS).").tag(config=True)
@@ -68,6 +85,9 @@ class DaskMPISpawnerMixin(HasTraits):
 
     req_ntasks = Unicode("1", help="MPI ranks of the job (set from the user's choice).")
     req_ncpus = Unicode("1", help="Cores of the job: ranks x threads (set from the choice).")
+    req_nodes = Unicode("1", help="Nodes of the job (set from the user's choice).")
+    req_ntasks_per_node = Unicode("1", help="MPI ranks on each node (set from the choice).")
+    req_ncpus_per_node = Unicode("1", help="Cores asked of each node (set from the choice).")
 
     dask_options: DaskOptions | None = None
 
@@ -75,6 +95,7 @@ class DaskMPISpawnerMixin(HasTraits):
         """The admin's limits as `Limits` (a bad admin value fails loudly, at spawn)."""
         return Limits(
             max_cores=self.dask_max_cores,
+            max_nodes=self.dask_max_nodes,
             max_threads=self.dask_max_threads,
             max_worker_memory=parse_memory("worker_memory", self.dask_max_worker_memory, 2**50),
             max_walltime=parse_walltime("walltime", self.dask_max_walltime, 10**7),
@@ -85,7 +106,11 @@ class DaskMPISpawnerMixin(HasTraits):
                                                2**50),
             default_walltime=parse_walltime("walltime", self.dask_default_walltime, 10**7),
             default_dask=self.dask_default_enabled,
+            cores_per_node=self._cores_per_node(),
         )
+
+    def _cores_per_node(self) -> dict[str, int]:
+        return dict(self.dask_cores_per_node)
 
     @default("options_form")
     def _dask_options_form(self) -> Any:
@@ -119,18 +144,42 @@ class DaskMPISpawnerMixin(HasTraits):
         self.dask_options = opts
         self.user_options = opts.as_user_options()
         notebook = parse_memory("worker_memory", self.dask_notebook_memory, 2**50)
-        total = opts.worker_memory * opts.workers + notebook
-        self.req_ntasks = str(opts.cores if opts.dask else 1)
+        self.req_ntasks = str(opts.ranks)
+        self.req_nodes = str(opts.nodes)
+        self.req_ntasks_per_node = str(opts.ranks_per_node)
         self.req_nprocs = str(opts.threads)
-        self.req_ncpus = str(opts.threads * int(self.req_ntasks))
+        self.req_ncpus = str(opts.threads * opts.ranks)
+        self.req_ncpus_per_node = str(self._ncpus_per_node(opts))
         self.req_runtime = opts.walltime_hms
-        self.req_memory = self._memory_request(total)
+        self.req_memory = self._memory_request(opts.memory_per_node(notebook))
         self.req_partition = opts.partition
         if opts.dask and self.dask_launcher == "srun":
             self.req_srun = ""
 
-    def _memory_request(self, total: int) -> str:
-        return f"{math.ceil(total / 2**20)}M"
+    def _ncpus_per_node(self, opts: DaskOptions) -> int:
+        return opts.ranks_per_node * opts.threads
+
+    def _memory_request(self, per_node: int) -> str:
+        """Slurm's --mem is per node."""
+        return f"{math.ceil(per_node / 2**20)}M"
+
+    async def _get_batch_script(self, **subvars: Any) -> str:
+        """Render the script from validated options only, whatever called (or skipped)
+        `apply_user_options`: JupyterHub before 5.3 never calls it, and batchspawner pastes
+        `user_options` into the template. A refusal is an HTTP 400 and nothing is submitted.
+        Options applied already (JupyterHub 5.3+) are not applied again, so what a site's own
+        `apply_user_options` set after ours stays."""
+        opts = self.dask_options
+        if opts is None or self.user_options != opts.as_user_options():
+            self.apply_dask_options(self.user_options)
+        return await super()._get_batch_script(**self.dask_batch_subvars())
+
+    def dask_batch_subvars(self) -> dict[str, Any]:
+        """The template's variables, as batchspawner builds them, from validated values."""
+        subvars = self.get_req_subvars()
+        subvars["cmd"] = self.cmd_formatted_for_batch()
+        subvars.update(self.user_options)
+        return subvars
 
     def cmd_formatted_for_batch(self) -> str:
         inner = super().cmd_formatted_for_batch()
@@ -159,14 +208,21 @@ class DaskMPISpawnerMixin(HasTraits):
         finally:
             starting.cancel()
 
-    async def progress(self) -> Any:
+    def _job_summary(self) -> str:
+        """"12 cores on 2 nodes: Jupyter, a Dask scheduler and 10 workers" (for progress)."""
         opts = self.dask_options
-        what = (f"{opts.cores} cores: Jupyter, a Dask scheduler and {opts.workers} workers"
-                if opts and opts.dask else "Jupyter only (no Dask cluster)")
-        yield {"progress": 5, "message": f"Submitting the batch job ({what})"}
+        if not opts or not opts.dask:
+            return "Jupyter only (no Dask cluster)"
+        where = f" on {opts.nodes} nodes" if opts.nodes > 1 else ""
+        return f"{opts.cores} cores{where}: Jupyter, a Dask scheduler and {opts.workers} workers"
+
+    async def progress(self) -> Any:
+        yield {"progress": 5, "message": f"Submitting the batch job ({self._job_summary()})"}
         while not self.job_id:
             await asyncio.sleep(0.2)
-        yield {"progress": 10, "message": f"Submitted batch job {self.job_id} ({what})"}
+        opts = self.dask_options  # set by now, also where apply_user_options was skipped
+        yield {"progress": 10,
+               "message": f"Submitted batch job {self.job_id} ({self._job_summary()})"}
         while True:
             if self.state_isrunning():
                 host = self.state_gethost() if self.job_status else "?"
@@ -195,12 +251,58 @@ class DaskMPISlurmSpawner(DaskMPISpawnerMixin, batchspawner.SlurmSpawner):
         return ""
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD")
+
+
+def is_secret(name: str, value: str, token: str) -> bool:
+    """Whether an environment variable is a credential (the server's hub token, or named so)."""
+    return bool(token and value == token) or any(w in name.upper() for w in _SECRET_WORDS)
+
+
 class DaskMPIPBSSpawner(DaskMPISpawnerMixin, batchspawner.PBSSpawner):
-    """PBSSpawner (PBS Pro, NCAR-style) with ``select=1:ncpus=..:mpiprocs=..``."""
+    """PBSSpawner (PBS Pro, NCAR-style) with ``select=K:ncpus=..:mpiprocs=..:mem=..``.
+
+    The job's secrets (the server's hub token) are exported in the script body, not passed with
+    ``#PBS -v``: PBS keeps -v variables, values included, in the job's Variable_List, which
+    ``qstat -f`` shows to other users where the server sets ``query_other_jobs``. qsub reads
+    the script from stdin and PBS shows no script body in ``qstat -f``.
+    """
+
+    dask_pbs_whole_node_ncpus = Dict(
+        value_trait=Integer(), key_trait=Unicode(),
+        help="Queue -> cores of its nodes, for queues that give whole nodes (NCAR Derecho's "
+        "main: {\"main\": 128}). Jobs there ask each chunk for ncpus=<that> whatever the ranks "
+        "x threads, and it bounds ranks per node x threads like dask_cores_per_node. Queues "
+        "not listed (shared nodes, e.g. Casper) ask ncpus = ranks per node x threads."
+    ).tag(config=True)
 
     @default("batch_script")
     def _batch_script_default(self) -> str:
         return template("pbs.sh.j2")
 
-    def _memory_request(self, total: int) -> str:
-        return f"{math.ceil(total / 2**30)}GB"
+    def _cores_per_node(self) -> dict[str, int]:
+        return {**self.dask_pbs_whole_node_ncpus, **self.dask_cores_per_node}
+
+    def _ncpus_per_node(self, opts: DaskOptions) -> int:
+        whole = self.dask_pbs_whole_node_ncpus.get(opts.partition)
+        return whole or opts.ranks_per_node * opts.threads
+
+    def _memory_request(self, per_node: int) -> str:
+        """PBS's mem= is per chunk, one chunk per node."""
+        return f"{math.ceil(per_node / 2**30)}GB"
+
+    def dask_batch_subvars(self) -> dict[str, Any]:
+        """keepvars without the secrets; `private_env` exports them in the script body."""
+        subvars = super().dask_batch_subvars()
+        if "private_env" not in self.batch_script:  # an old custom template: keep it working
+            self.log.warning("the PBS batch_script has no {{private_env}}: the hub token goes "
+                             "into the job's Variable_List (qstat -f)")
+            return subvars
+        env = self.get_env()
+        names = [n for n in subvars.get("keepvars", "").split(",") if n]
+        secret = [n for n in names if n in env and is_secret(n, env[n], self.api_token or "")]
+        subvars["keepvars"] = ",".join(n for n in names if n not in secret)
+        subvars["private_env"] = "\n".join(f"export {n}={shlex.quote(env[n])}" for n in secret
+                                           if _ENV_NAME.fullmatch(n))
+        return subvars

@@ -17,18 +17,28 @@ LAUNCHERS = {
     "mpiexec": ["mpiexec", "-n"],
 }
 
+#: With several nodes, the flag that puts the same number of ranks on each node. mpirun (Open
+#: MPI) takes its slots per node from the allocation (--ntasks-per-node, mpiprocs) and fills
+#: node 1 first; srun would read SLURM_NTASKS_PER_NODE, but saying it costs nothing; HPE Cray
+#: PALS' mpiexec needs -ppn (MPICH's Hydra takes it too). Ranks fill nodes in order, so ranks 0
+#: (Jupyter) and 1 (the scheduler) share node 1 either way.
+PER_NODE = {"srun": "--ntasks-per-node", "mpiexec": "-ppn"}
+
 
 def launch_command(singleuser_cmd: str, opts: DaskOptions, launcher: str,
                    launcher_args: Sequence[str] = (), dask_mpi_lx: str = "dask-mpi-lx",
                    launch_args: Sequence[str] = ()) -> str:
     """``<launcher> -n N dask-mpi-lx launch --nthreads T --memory-limit M -- <singleuser>``.
 
-    Every part but ``singleuser_cmd`` (built by batchspawner from the hub's own config) is
-    quoted; user choices arrive here only as validated numbers.
+    On several nodes srun and mpiexec also get the ranks per node (`PER_NODE`). Every part
+    but ``singleuser_cmd`` (built by batchspawner from the hub's own config) is quoted; user
+    choices arrive here only as validated numbers.
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-    argv = [*LAUNCHERS[launcher], str(opts.cores), *launcher_args, dask_mpi_lx, "launch",
-            "--nthreads", str(opts.threads), "--memory-limit", str(opts.worker_memory),
+    per_node = ([PER_NODE[launcher], str(opts.ranks_per_node)]
+                if opts.nodes > 1 and launcher in PER_NODE else [])
+    argv = [*LAUNCHERS[launcher], str(opts.cores), *per_node, *launcher_args, dask_mpi_lx,
+            "launch", "--nthreads", str(opts.threads), "--memory-limit", str(opts.worker_memory),
             *launch_args, "--"]
     return " ".join(shlex.quote(a) for a in argv) + " " + singleuser_cmd

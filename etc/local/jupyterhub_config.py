@@ -1,11 +1,13 @@
-"""The local single-node hub that `make demo` and the end-to-end tests run (not for production:
-see etc/jupyterhub_config_slurm.py and etc/jupyterhub_config_pbs.py for site examples)."""
+"""The local hub that `make demo` and the end-to-end tests run, on one node or on the
+simulated nodes of etc/local/nodes.py (not for production: see etc/jupyterhub_config_slurm.py
+and etc/jupyterhub_config_pbs.py for site examples)."""
 
 import json
 import os
 
 VENV = os.environ["DASK_MPI_LX_VENV"]
 HUB_DIR = os.environ["DASK_MPI_LX_HUB_DIR"]
+NODES = int(os.environ.get("DASK_MPI_LX_NODES", "1"))
 with open(os.path.join(HUB_DIR, "secrets.json")) as f:
     SECRETS = json.load(f)
 
@@ -13,8 +15,14 @@ c = get_config()  # noqa: F821
 
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = int(os.environ.get("DASK_MPI_LX_HUB_PORT", "8000"))
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_connect_ip = "127.0.0.1"
+if NODES == 1:
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_connect_ip = "127.0.0.1"
+else:  # the jobs run on n1..nK: they post their port to the hub's API on the bridge, and
+    # the proxy reaches Jupyter on the node's address (its namespace has no other interface)
+    c.JupyterHub.hub_ip = os.environ["DASK_MPI_LX_BRIDGE_IP"]
+    c.JupyterHub.hub_connect_ip = os.environ["DASK_MPI_LX_BRIDGE_IP"]
+    c.Spawner.ip = "0.0.0.0"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:8001"
 c.ConfigurableHTTPProxy.pid_file = os.path.join(HUB_DIR, "proxy.pid")
 c.JupyterHub.pid_file = os.path.join(HUB_DIR, "jupyterhub.pid")
@@ -45,7 +53,8 @@ c.DaskMPISlurmSpawner.exec_prefix = "/usr/sbin/runuser -u {username} --"
 c.DaskMPISlurmSpawner.batchspawner_singleuser_cmd = f"{VENV}/bin/batchspawner-singleuser"
 c.DaskMPISlurmSpawner.dask_mpi_lx_cmd = f"{VENV}/bin/dask-mpi-lx"
 c.DaskMPISlurmSpawner.dask_launcher = os.environ.get("DASK_MPI_LX_LAUNCHER", "mpirun")
-c.DaskMPISlurmSpawner.dask_max_cores = 8
+c.DaskMPISlurmSpawner.dask_max_cores = 8 if NODES == 1 else 4 * NODES
+c.DaskMPISlurmSpawner.dask_max_nodes = NODES
 c.DaskMPISlurmSpawner.dask_max_worker_memory = "4GiB"
 c.DaskMPISlurmSpawner.dask_default_worker_memory = "1GiB"
 c.DaskMPISlurmSpawner.dask_notebook_memory = "2GiB"

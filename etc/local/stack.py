@@ -1,10 +1,16 @@
-"""The local stack: single-node Slurm (munge, slurmctld, slurmd) and a JupyterHub using
-Dask-MPI-LX, started as root without systemd. Idempotent; stops only what it started (PIDs).
+"""The local stack: Slurm (munge, slurmctld, slurmd) and a JupyterHub using Dask-MPI-LX,
+started as root without systemd. Idempotent; stops only what it started (PIDs, and the
+namespaces and links recorded by nodes.py).
 
-    python etc/local/stack.py up      # start (or keep) everything, print URL and credentials
-    python etc/local/stack.py down    # stop the hub, cancel jobs, stop Slurm and munge
+    python etc/local/stack.py up [--nodes K]   # start (or keep) everything, print URL and login
+    python etc/local/stack.py down             # stop the hub, cancel jobs, stop Slurm and munge,
+                                               # remove the simulated nodes
     python etc/local/stack.py status
-    python etc/local/stack.py demo    # up, print the URL and credentials, down on Ctrl-C
+    python etc/local/stack.py demo [--nodes K] # up, print the URL and login, down on Ctrl-C
+
+With --nodes 1 (the default) this machine is the only Slurm node. With --nodes K > 1 the
+nodes n1..nK are network + UTS namespaces on a bridge (nodes.py), each with its own slurmd;
+slurmctld, munge, the hub and the proxy stay in this host's namespace.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import nodes  # noqa: E402  (etc/local/nodes.py, beside this file)
+
 HERE = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("DASK_MPI_LX_VENV", sys.prefix))
 STATE = Path(os.environ.get("DASK_MPI_LX_STATE", "/srv/dask-mpi-lx"))
@@ -32,6 +41,8 @@ HUB_URL = f"http://127.0.0.1:{HUB_PORT}"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 MARK = "# written by dask-mpi-lx etc/local/stack.py"
 USERS = ("alice", "bob")
+NODES_RECORD = STATE / "nodes.json"
+NODE_CPUS = int(os.environ.get("DASK_MPI_LX_NODE_CPUS", "4"))
 PIDS = {"munged": Path("/run/munge/munged.pid"), "slurmctld": Path("/run/slurm/slurmctld.pid"),
         "slurmd": Path("/run/slurm/slurmd.pid"), "jupyterhub": HUB_DIR / "jupyterhub.pid"}
 
@@ -77,22 +88,54 @@ def wait(what: str, ok, timeout: float = 60, step: float = 0.2) -> None:
 
 
 # ---------------------------------------------------------------- Slurm
-def slurm_conf_text() -> str:
+def configured_nodes() -> int | None:
+    """The node count of our slurm.conf (None: none of ours)."""
+    try:
+        first = SLURM_CONF.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    if not first.startswith(MARK):
+        return None
+    _, _, count = first.partition("nodes=")
+    return int(count) if count.isdigit() else 1
+
+
+def _memory_mb() -> int:
+    return int(int(Path("/proc/meminfo").read_text().split()[1]) / 1024 * 0.9)
+
+
+def _node_lines(count: int) -> str:
     host = socket.gethostname().split(".")[0]
-    cpus = int(os.environ.get("DASK_MPI_LX_SLURM_CPUS", os.cpu_count() * 4))
-    mem = int(int(Path("/proc/meminfo").read_text().split()[1]) / 1024 * 0.9)
-    return f"""{MARK}
+    if count == 1:
+        cpus = int(os.environ.get("DASK_MPI_LX_SLURM_CPUS", os.cpu_count() * 4))
+        return (f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_memory_mb()} "
+                f"State=UNKNOWN\nPartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE "
+                "State=UP OverSubscribe=YES\n")
+    mem = _memory_mb() // count
+    lines = [f"NodeName={nodes.node_name(i)} NodeAddr={nodes.node_ip(i)} CPUs={NODE_CPUS} "
+             f"RealMemory={mem} State=UNKNOWN" for i in range(1, count + 1)]
+    return "\n".join(lines) + (f"\nPartitionName=debug Nodes=n[1-{count}] Default=YES "
+                               "MaxTime=INFINITE State=UP OverSubscribe=YES\n")
+
+
+def slurm_conf_text(count: int = 1) -> str:
+    host = socket.gethostname().split(".")[0]
+    # one node: this machine on loopback; several: the nodes reach slurmctld on the bridge,
+    # and each slurmd keeps its own spool, pid and log file (%n is the node's name)
+    controller = host if count == 1 else f"{host}({nodes.bridge_ip()})"
+    per_node = "" if count == 1 else "-%n"
+    return f"""{MARK} nodes={count}
 ClusterName=dask-mpi-lx
-SlurmctldHost={host}
+SlurmctldHost={controller}
 AuthType=auth/munge
 CredType=cred/munge
 SlurmUser=slurm
 StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
+SlurmdSpoolDir=/var/spool/slurmd{per_node}
 SlurmctldPidFile=/run/slurm/slurmctld.pid
-SlurmdPidFile=/run/slurm/slurmd.pid
+SlurmdPidFile=/run/slurm/slurmd{per_node}.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+SlurmdLogFile=/var/log/slurm/slurmd{per_node}.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -111,26 +154,43 @@ InactiveLimit=0
 MinJobAge=300
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
-"""
+{_node_lines(count)}"""
 
 
-def start_slurm() -> None:
-    if SLURM_CONF.exists() and MARK not in SLURM_CONF.read_text():
+def node_pid_file(count: int, i: int) -> Path:
+    return Path("/run/slurm/slurmd.pid") if count == 1 else Path(f"/run/slurm/slurmd-n{i}.pid")
+
+
+def slurmd_names(count: int) -> list[str]:
+    """The PIDS keys of the slurmds of a stack with ``count`` nodes."""
+    if count == 1:
+        return ["slurmd"]
+    for i in range(1, count + 1):
+        PIDS[f"slurmd-n{i}"] = node_pid_file(count, i)
+    return [f"slurmd-n{i}" for i in range(1, count + 1)]
+
+
+def start_slurm(count: int = 1) -> None:
+    if SLURM_CONF.exists() and configured_nodes() is None:
         say(f"{SLURM_CONF} exists and is not ours: using it as it is")
     else:
         SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
-        SLURM_CONF.write_text(slurm_conf_text())
+        SLURM_CONF.write_text(slurm_conf_text(count))
     key = Path("/etc/munge/munge.key")
     if not key.exists() or key.stat().st_size == 0:
         sh("mungekey", "--create", f"--keyfile={key}")
     sh("chown", "munge:munge", str(key))
     key.chmod(0o400)
+    spools = ["/var/spool/slurmd"] if count == 1 else [
+        f"/var/spool/slurmd-n{i}" for i in range(1, count + 1)]
     for d, owner in (("/run/munge", "munge"), ("/var/spool/slurmctld", "slurm"),
                      ("/var/log/slurm", "slurm"), ("/run/slurm", "slurm"),
-                     ("/var/spool/slurmd", "root")):
+                     *((spool, "root") for spool in spools)):
         sh("install", "-d", "-o", owner, "-g", owner, "-m", "0755", d)
+    if count > 1:
+        made = nodes.create_nodes(count, NODES_RECORD)
+        say(f"simulated nodes: {', '.join(made.namespaces) or 'already there'} on "
+            f"{nodes.BRIDGE} ({nodes.SUBNET}.0/24)")
     if not alive("munged"):
         say("starting munged")
         sh("runuser", "-u", "munge", "--", "/usr/sbin/munged")
@@ -140,18 +200,24 @@ def start_slurm() -> None:
         say("starting slurmctld")
         sh("/usr/sbin/slurmctld", "-c")
     wait("slurmctld", lambda: "is UP" in sh("scontrol", "ping", check=False).stdout)
-    if not alive("slurmd"):
-        say("starting slurmd")
-        sh("/usr/sbin/slurmd")
-    host = socket.gethostname().split(".")[0]
+    for i, name in enumerate(slurmd_names(count), start=1):
+        if alive(name):
+            continue
+        say(f"starting {name}")
+        if count == 1:
+            sh("/usr/sbin/slurmd")
+        else:
+            sh(*nodes.in_node_argv(i, ["/usr/sbin/slurmd", "-N", nodes.node_name(i)]))
 
-    def node_up() -> bool:
-        state = sh("sinfo", "-h", "-n", host, "-o", "%t", check=False).stdout.strip()
-        if state.startswith(("down", "drain")):
-            sh("scontrol", "update", f"nodename={host}", "state=resume", check=False)
-        return state in ("idle", "mix", "alloc")
+    def nodes_up() -> bool:
+        states = sh("sinfo", "-h", "-N", "-o", "%N %t", check=False).stdout.split("\n")
+        pairs = [line.split() for line in states if line.strip()]
+        for name, state in pairs:
+            if state.startswith(("down", "drain")):
+                sh("scontrol", "update", f"nodename={name}", "state=resume", check=False)
+        return len(pairs) == count and all(st in ("idle", "mix", "alloc") for _, st in pairs)
 
-    wait("the Slurm node", node_up)
+    wait("the Slurm nodes", nodes_up)
     say("Slurm ready: " + sh("sinfo", "-h").stdout.strip())
 
 
@@ -201,7 +267,7 @@ def hub_up() -> bool:
         return False
 
 
-def start_hub() -> None:
+def start_hub(count: int = 1) -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     secrets_file()
     if alive("jupyterhub") and hub_up():
@@ -209,7 +275,8 @@ def start_hub() -> None:
         return
     say("starting JupyterHub (with configurable-http-proxy)")
     env = {**os.environ, "DASK_MPI_LX_VENV": str(VENV), "DASK_MPI_LX_HUB_DIR": str(HUB_DIR),
-           "DASK_MPI_LX_HUB_PORT": str(HUB_PORT),
+           "DASK_MPI_LX_HUB_PORT": str(HUB_PORT), "DASK_MPI_LX_NODES": str(count),
+           "DASK_MPI_LX_BRIDGE_IP": nodes.bridge_ip(),
            "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
     log = open(HUB_DIR / "hub.log", "ab")  # noqa: SIM115 (kept by the daemon)
     subprocess.Popen([str(VENV / "bin" / "jupyterhub"), "-f", str(HERE / "jupyterhub_config.py")],
@@ -219,16 +286,20 @@ def start_hub() -> None:
     say(f"hub ready at {HUB_URL} (log: {HUB_DIR / 'hub.log'})")
 
 
-def up() -> None:
+def up(count: int = 1) -> None:
     t0 = time.monotonic()
+    current = configured_nodes()
+    if current is not None and current != count and (alive("slurmctld") or alive("jupyterhub")):
+        say(f"the stack runs with {current} node(s); restarting it with {count}")
+        down()
     ensure_users()
     ensure_proxy()
     lab_settings()
-    start_slurm()
-    start_hub()
+    start_slurm(count)
+    start_hub(count)
     s = secrets_file()
     say(f"stack up in {time.monotonic() - t0:.1f}s")
-    print(json.dumps({"hub_url": HUB_URL, "users": list(USERS),
+    print(json.dumps({"hub_url": HUB_URL, "users": list(USERS), "nodes": count,
                       "password": s["user_password"], "hub_dir": str(HUB_DIR)}))
 
 
@@ -258,21 +329,28 @@ def down() -> None:
         if jobs:
             say(f"cancelling jobs {' '.join(jobs)}")
             sh("scancel", *jobs, check=False)
-            time.sleep(1)
-    for name in ("slurmd", "slurmctld", "munged"):
+            deadline = time.monotonic() + 20
+            while sh("squeue", "-h", "-o", "%i", check=False).stdout.split() and \
+                    time.monotonic() < deadline:
+                time.sleep(0.5)
+    for name in [*slurmd_names(configured_nodes() or 1), "slurmctld", "munged"]:
         stop_pid(name)
+    nodes.remove_nodes(NODES_RECORD)
     say("stack down")
 
 
-def demo() -> None:
+def demo(count: int = 1) -> None:
     """`make demo`: bring everything up, say where to go, run until interrupted."""
-    up()
+    up(count)
     s = secrets_file()
+    shape = ("" if count == 1 else
+             f"\n    {count} simulated nodes n1..n{count} ({NODE_CPUS} cores each): pick 2 nodes "
+             "and 8 cores for a job on n1 and n2.")
     print(f"""
   Dask-MPI-LX demo is running.
     Open      {HUB_URL}/hub/login
     Log in as alice (or bob), password: {s['user_password']}
-    On the options page pick e.g. 6 cores: Jupyter + a scheduler + 4 Dask workers.
+    On the options page pick e.g. 6 cores: Jupyter + a scheduler + 4 Dask workers.{shape}
     In Lab, the Dask tab (left bar) lists "MPI job <id>: 4 workers"; Client() just connects.
   Press Ctrl-C to stop everything (or run `make demo-stop` from another shell).
 """, flush=True)
@@ -285,12 +363,32 @@ def demo() -> None:
 
 
 def status() -> None:
+    count = configured_nodes() or 1
+    slurmd_names(count)
     for name in PIDS:
         print(f"{name:12s} {'pid ' + str(alive(name)) if alive(name) else 'stopped'}")
     print(f"{'hub api':12s} {'up' if hub_up() else 'down'} ({HUB_URL})")
+    print(f"{'nodes':12s} {count}")
+
+
+def main(argv: list[str]) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="stack.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", nargs="?", default="status",
+                        choices=["up", "down", "status", "demo"])
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="simulated Slurm nodes (1: this machine is the only node)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.nodes <= 8:
+        parser.error(f"--nodes: got {args.nodes}; expected 1 to 8")
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: it starts munge, Slurm and a hub that spawns as users")
+    if args.command in ("up", "demo"):
+        {"up": up, "demo": demo}[args.command](args.nodes)
+    else:
+        {"down": down, "status": status}[args.command]()
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        raise SystemExit("run as root: it starts munge, Slurm and a hub that spawns as users")
-    {"up": up, "down": down, "status": status, "demo": demo}[sys.argv[1] if len(sys.argv) > 1 else "status"]()
+    main(sys.argv[1:])

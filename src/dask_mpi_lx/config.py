@@ -21,6 +21,16 @@ with DEFAULTS_FILE.open() as _f:
 
 dask.config.update_defaults(DEFAULTS)
 
+# What the launcher writes into the notebook's job config (launcher/notebook_env.py)
+JOB = f"{NAMESPACE}.job"
+JOB_ID = f"{JOB}.id"                                  # the batch system's job id
+JOB_SCHEDULER_ADDRESS = f"{JOB}.scheduler-address"    # the job's scheduler
+JOB_DASHBOARD = f"{JOB}.dashboard"                    # [host, port] it listens on
+JOB_DASHBOARD_SOCKET = f"{JOB}.dashboard-socket"      # its owner-only Unix socket, if any
+JOB_DASHBOARD_LINK = f"{JOB}.dashboard-link"          # the link for the job's cluster only
+
+_MISSING = object()
+
 PROTOCOLS = ("tls", "tcp", "inproc", "ucx")
 
 
@@ -56,6 +66,21 @@ class Settings:
         """`shutdown_timeout`, or 4 s plus 0.15 s per rank (stopping many oversubscribed
         ranks takes longer than a few)."""
         return self.shutdown_timeout or 4.0 + 0.15 * world_size
+
+
+def setting(key: str) -> Any:
+    """``mpi-lx.<key>`` from the dask config, else its packaged default: never depends on
+    whether this module was imported before the global config was last reset or restored
+    (distributed's ``gen_test`` does both). `KeyError` for a key with no default."""
+    value = dask.config.get(f"{NAMESPACE}.{key}", default=_MISSING)
+    if value is _MISSING:
+        value = dask.config.get(key, config=DEFAULTS[NAMESPACE])
+    return value
+
+
+def job_setting(key: str) -> Any:
+    """One of the ``JOB_*`` keys, None outside a job started by ``dask-mpi-lx launch``."""
+    return dask.config.get(key, default=None)
 
 
 def setting_keys() -> list[str]:
@@ -152,7 +177,7 @@ def resolve(**overrides: Any) -> Settings:
     """
     # one get() per key: dask matches "memory-limit" and "memory_limit" (as set from the
     # environment) only key by key
-    raw = {k: dask.config.get(f"{NAMESPACE}.{k}", default=None) for k in setting_keys()}
+    raw = {k: setting(k) for k in setting_keys()}
     unknown = [k for k in overrides if k.replace("_", "-") not in setting_keys()]
     if unknown:
         raise ConfigError(unknown[0], overrides[unknown[0]], "a known mpi-lx setting")
@@ -203,7 +228,7 @@ def resolve(**overrides: Any) -> Settings:
 
 def rank_dask_config() -> dict[str, Any]:
     """`mpi-lx.rank-config`: dask config for the scheduler and worker ranks."""
-    value = dask.config.get(f"{NAMESPACE}.rank-config", default=None) or {}
+    value = setting("rank-config") or {}
     if not isinstance(value, dict):
         raise ConfigError(f"{NAMESPACE}.rank-config", value, "a mapping of dask config keys")
     return dict(value)
@@ -211,11 +236,10 @@ def rank_dask_config() -> dict[str, Any]:
 
 def attach_setting(name: str) -> float:
     """A duration from `mpi-lx.attach.<name>`, in seconds."""
-    return _seconds(f"{NAMESPACE}.attach.{name}", dask.config.get(f"{NAMESPACE}.attach.{name}"))
+    return _seconds(f"{NAMESPACE}.attach.{name}", setting(f"attach.{name}"))
 
 
 def keepalive_interval() -> float | None:
     """`mpi-lx.keepalive.interval` in seconds; None when switched off."""
-    key = f"{NAMESPACE}.keepalive.interval"
-    value = dask.config.get(key, default=None)
-    return None if value is None else _seconds(key, value)
+    value = setting("keepalive.interval")
+    return None if value is None else _seconds(f"{NAMESPACE}.keepalive.interval", value)

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import dask.config
-
 from . import keepalive
-from .config import keepalive_interval
+from .config import JOB_DASHBOARD, JOB_DASHBOARD_SOCKET, job_setting, keepalive_interval
 
 PLUGIN = "dask-labextension:plugin"
 ROUTE = "proxy/dask-mpi-lx/dashboard"
@@ -28,10 +26,10 @@ ROUTE = "proxy/dask-mpi-lx/dashboard"
 def job_dashboard() -> tuple[str, int] | str | None:
     """Where this job's dashboard listens, from the job config the launcher wrote: its
     owner-only Unix socket (behind a hub), else (host, port)."""
-    socket_path = dask.config.get("mpi-lx.job.dashboard-socket", default=None)
+    socket_path = job_setting(JOB_DASHBOARD_SOCKET)
     if socket_path:
         return str(socket_path)
-    dashboard = dask.config.get("mpi-lx.job.dashboard", default=None)
+    dashboard = job_setting(JOB_DASHBOARD)
     return (str(dashboard[0]), int(dashboard[1])) if dashboard else None
 
 

@@ -142,39 +142,135 @@ def test_bad_config_value_names_the_key(dask_mpi_lx_cmd, probe):
     assert probe_facts(result)["address"] is None
 
 
-def test_plain_tcp_and_keyless_tls_clients_are_refused(dask_mpi_lx_cmd, tmp_path):
-    code = r'''
-import asyncio, os, sys
-from distributed import Client
-from distributed.security import Security
-addr = os.environ["DASK_SCHEDULER_ADDRESS"]
-outcomes = {}
-for label, kwargs in [
-    ("tcp", dict(address="tcp://" + addr.split("://")[1], security=Security(require_encryption=False))),
-    ("tls-nokey", dict(address=addr, security=Security.temporary())),
-]:
+# Connects to a scheduler and asks for its identity: "answered", or "refused" with the
+# exception's type and what caused it.
+IDENTITY = r'''
+import asyncio, ssl
+from distributed.comm import connect
+
+def identity(address, **connection_args):
+    async def ask():
+        comm = await connect(address, timeout="5s", **connection_args)
+        try:
+            await comm.write({"op": "identity"})
+            return await comm.read()
+        finally:
+            comm.abort()
     try:
-        with Client(timeout="5s", **kwargs) as c:
-            c.submit(sum, [1]).result(timeout=5)
-        outcomes[label] = "connected"
+        asyncio.run(ask())
+        return ["answered"]
     except Exception as e:
-        outcomes[label] = "refused"
+        return ["refused", type(e).__name__, repr(e.__cause__)]
+
+def keyless_context(ca_file):
+    """Trusts the job's CA, presents no certificate of its own."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.check_hostname = False
+    return ctx
+'''
+
+KEYLESS = IDENTITY + r'''
+import json, os
+import dask.config
+from distributed import Client
+addr = os.environ["DASK_SCHEDULER_ADDRESS"]
+outcomes = {
+    "tcp": identity("tcp://" + addr.split("://")[1]),
+    "tls-nokey": identity(addr, ssl_context=keyless_context(
+        dask.config.get("distributed.comm.tls.ca-file"))),
+}
 with Client() as c:
     outcomes["job-client"] = c.submit(sum, [1, 2]).result()
     outcomes["clients"] = len(c.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.clients)))
-print("OUTCOMES", outcomes)
+print("OUTCOMES", json.dumps(outcomes))
 '''
 
-    result = mpirun.run(mpirun.notebook(dask_mpi_lx_cmd, code), np=3,
-                        timeout=120)
+
+def _keyless_outcomes(dask_mpi_lx_cmd: list[str], env: dict | None = None) -> dict:
+    result = mpirun.run(mpirun.notebook(dask_mpi_lx_cmd, KEYLESS), np=3, timeout=120, env=env)
     assert result.returncode == 0, result.describe()
     line = next(x for x in result.stdout.splitlines() if x.startswith("OUTCOMES"))
-    outcomes = eval(line[len("OUTCOMES "):])
-    assert outcomes["tcp"] == "refused"
-    assert outcomes["tls-nokey"] == "refused"
+    return json.loads(line[len("OUTCOMES "):])
+
+
+def test_plain_tcp_and_keyless_tls_clients_are_refused(dask_mpi_lx_cmd):
+    """A client that trusts the job's CA but has no certificate: refused by the scheduler
+    (TLS alert "certificate required"), not by its own check of the server."""
+    outcomes = _keyless_outcomes(dask_mpi_lx_cmd)
+    assert outcomes["tcp"][:2] == ["refused", "CommClosedError"], outcomes
+    assert outcomes["tls-nokey"][:2] == ["refused", "CommClosedError"], outcomes
+    assert "CERTIFICATE_REQUIRED" in outcomes["tls-nokey"][2], outcomes
     assert outcomes["job-client"] == 3
     # only the job's own client ever registered (the scheduler's internal one aside)
     assert outcomes["clients"] <= 2
+
+
+def test_keyless_client_check_fails_when_client_certificates_are_not_required(dask_mpi_lx_cmd):
+    """Negative control: with the scheduler's client-certificate requirement switched off
+    (a preload), the keyless client of the test above gets in, so that test can fail."""
+    preload = Path(__file__).with_name("no_client_cert_preload.py")
+    outcomes = _keyless_outcomes(dask_mpi_lx_cmd,
+                                 {"DASK_DISTRIBUTED__SCHEDULER__PRELOAD": str(preload)})
+    assert outcomes["tls-nokey"] == ["answered"], outcomes
+    assert outcomes["tcp"][:2] == ["refused", "CommClosedError"], outcomes
+
+
+OWN_KEY = IDENTITY + r'''
+import hashlib, json, os, sys, time
+import dask.config
+from distributed.security import Security
+mine, peer_file, done_file = os.environ["DASK_SCHEDULER_ADDRESS"], sys.argv[1], sys.argv[2]
+tls = dask.config.get("distributed.comm.tls")
+facts = {"address": mine, "pid": os.getpid(),
+         "ca": hashlib.sha256(open(tls["ca-file"], "rb").read()).hexdigest(),
+         "key": hashlib.sha256(open(tls["client"]["key"], "rb").read()).hexdigest()}
+with open(peer_file + ".mine." + str(os.getpid()), "w") as f:
+    json.dump(facts, f)
+os.rename(peer_file + ".mine." + str(os.getpid()), peer_file + "." + str(os.getpid()))
+deadline = time.time() + 90
+while time.time() < deadline:  # wait for the other job's facts
+    others = [p for p in os.listdir(os.path.dirname(peer_file))
+              if p.startswith(os.path.basename(peer_file) + ".") and ".mine." not in p
+              and p != os.path.basename(peer_file) + "." + str(os.getpid())]
+    if others:
+        break
+    time.sleep(0.1)
+other = json.load(open(os.path.join(os.path.dirname(peer_file), others[0])))
+own_context = Security().get_connection_args("client")["ssl_context"]
+facts["with_my_key_to_mine"] = identity(mine, ssl_context=own_context)
+facts["with_my_key_to_other"] = identity(other["address"], ssl_context=own_context)
+facts["other"] = other
+print("FACTS", json.dumps(facts), flush=True)
+open(done_file + "." + str(os.getpid()), "w").close()
+while len([p for p in os.listdir(os.path.dirname(done_file))
+           if p.startswith(os.path.basename(done_file) + ".")]) < 2 and time.time() < deadline:
+    time.sleep(0.1)  # the other job still asks this job's scheduler
+'''
+
+
+def test_each_job_gets_its_own_key(dask_mpi_lx_cmd, tmp_path):
+    """Two jobs at once: different CAs and keys, and one job's key opens only its own
+    scheduler."""
+    argv = mpirun.notebook(dask_mpi_lx_cmd, OWN_KEY)
+    argv += [str(tmp_path / "facts"), str(tmp_path / "done")]
+    jobs = [mpirun.start(argv, np=3) for _ in range(2)]
+    outputs = []
+    try:
+        for job in jobs:
+            out, err = job.communicate(timeout=150)
+            assert job.returncode == 0, f"{out}\n{err}"
+            outputs.append(json.loads(next(x for x in out.splitlines()
+                                           if x.startswith("FACTS"))[len("FACTS "):]))
+    finally:
+        for job in jobs:
+            mpirun.stop_group(job)
+    a, b = outputs
+    assert a["ca"] != b["ca"] and a["key"] != b["key"]
+    assert a["other"]["ca"] == b["ca"] and b["other"]["ca"] == a["ca"]
+    for facts in outputs:
+        assert facts["with_my_key_to_mine"] == ["answered"], facts
+        assert facts["with_my_key_to_other"][:2] == ["refused", "FatalCommClosedError"], facts
+        assert "CERTIFICATE_VERIFY_FAILED" in facts["with_my_key_to_other"][2], facts
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> dict:
@@ -195,25 +291,70 @@ def _processes_mentioning(marker: str) -> list[str]:
     return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
 
 
-def test_sigterm_to_mpirun_leaves_no_process_and_no_file(dask_mpi_lx_cmd, probe, tmp_path):
-    ready = tmp_path / "ready.json"
-    marker = str(tmp_path)
-    proc = mpirun.start([*dask_mpi_lx_cmd, "launch", "--job-directory", marker, "--",
-                         *probe, "wait", str(ready)], np=4)
-    facts = _wait_for(ready, proc)
-    assert facts["workers"] == ["rank-2", "rank-3"]
+def _end_by_sigterm(proc: subprocess.Popen, within: float = 30) -> tuple[float, str, str]:
+    """SIGTERM to mpirun (what scancel and walltime do); time to exit, stdout, stderr."""
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=within)
     except subprocess.TimeoutExpired:
         mpirun.stop_group(proc)
-        out, err = proc.communicate()
-        pytest.fail(f"mpirun still running 30s after SIGTERM\n{err}")
-    elapsed = time.monotonic() - t0
-    time.sleep(0.5)
-    assert _processes_mentioning(marker) == []
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("dask-mpi-lx")] == []
+        _, err = proc.communicate()
+        pytest.fail(f"mpirun still running {within:g}s after SIGTERM\n{err}")
+    return time.monotonic() - t0, out, err
+
+
+def _assert_nothing_left(marker: Path, grace: float = 10) -> None:
+    """No process mentions ``marker`` (the job's directory option) and no job file is in it."""
+    deadline = time.monotonic() + grace
+    while _processes_mentioning(str(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)  # mpirun may exit while its SIGKILLs are still being delivered
+    assert _processes_mentioning(str(marker)) == []
+    assert [p.name for p in marker.iterdir() if p.name.startswith("dask-mpi-lx")] == []
+
+
+def _worker_spill_dirs(parent: Path) -> int:
+    """How many of the worker ranks (2 and 3 of 4) have their spill directory in ``parent``."""
+    return sum(1 for r in (2, 3) if list(parent.glob(f"dask-mpi-lx-*-rank{r}-*")))
+
+
+SLOW_WORKER = {"DASK_DISTRIBUTED__WORKER__PRELOAD":
+               str(Path(__file__).with_name("slow_worker_preload.py"))}
+
+
+@pytest.mark.parametrize("worker_close", ["prompt", "slower-than-mpirun-waits"])
+def test_sigterm_to_mpirun_leaves_no_process_and_no_file(dask_mpi_lx_cmd, probe, tmp_path,
+                                                         worker_close):
+    """Also when a worker takes longer to close than mpirun waits before its SIGKILL:
+    the rank's spill directory goes first."""
+    ready = tmp_path / "ready.json"
+    env = {**SLOW_WORKER, "SLOW_WORKER_TEARDOWN": "5"} if worker_close != "prompt" else {}
+    proc = mpirun.start([*dask_mpi_lx_cmd, "launch", "--job-directory", str(tmp_path), "--",
+                         *probe, "wait", str(ready)], np=4, env=env)
+    facts = _wait_for(ready, proc)
+    assert facts["workers"] == ["rank-2", "rank-3"]
+    assert _worker_spill_dirs(tmp_path) == 2
+    elapsed, _, err = _end_by_sigterm(proc)
+    _assert_nothing_left(tmp_path)
+    assert elapsed < 10, f"took {elapsed:.1f}s\n{err}"
+
+
+def test_sigterm_during_start_up_leaves_no_process_and_no_file(dask_mpi_lx_cmd, probe,
+                                                               tmp_path):
+    """scancel while the cluster starts (the workers are starting, rank 0 waits for them,
+    the command has not run): every rank leaves and no file stays."""
+    env = {**SLOW_WORKER, "SLOW_WORKER_SETUP": "30"}
+    proc = mpirun.start([*dask_mpi_lx_cmd, "launch", "--job-directory", str(tmp_path), "--",
+                         *probe, "report"], np=4, env=env)
+    deadline = time.monotonic() + 60
+    while _worker_spill_dirs(tmp_path) < 2 and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)  # until both workers are starting (their spill directories exist)
+    assert _worker_spill_dirs(tmp_path) == 2, "the workers never started"
+    elapsed, out, err = _end_by_sigterm(proc)
+    assert "PROBE" not in out  # the command never ran
+    assert "got SIGTERM before the command started; stopping the job" in err, err
+    _assert_nothing_left(tmp_path)
     assert elapsed < 10, f"took {elapsed:.1f}s\n{err}"
 
 

@@ -38,9 +38,34 @@ def test_attach_from_the_notebook(dask_mpi_lx_cmd, tmp_path):
     assert out["limit"] == 3
     assert out["name"].startswith("MPI job local-")
     assert "active_ranks=3, parked_ranks=0" in out["repr"]
+    assert out["repr"].startswith(f"MPICluster('{out['name']}: 3 workers on ")
     assert "3 active, 0 parked (of 3)" in out["html"]
     assert out["dashboard_link"].startswith("http://127.0.0.1:")
     assert out["after_close_workers"] == 3  # close() detached; the job's cluster runs on
+
+
+def test_worker_that_fails_to_start_is_lost_not_parked(dask_mpi_lx_cmd, tmp_path):
+    cmd = [*dask_mpi_lx_cmd]
+    marker = str(tmp_path)
+    result = mpirun.run(
+        [*cmd, "launch", "--job-directory", marker, "--no-wait-for-workers", "--worker-class",
+         "tests.probes.cluster_scenarios.FailsToStart", "--", sys.executable, SCENARIOS,
+         "failed_start"], np=5, timeout=180,
+        env={"SCENARIO_MARKER": marker, "PYTHONPATH": str(ROOT), "SCENARIO_FAIL_RANK": "4"})
+    assert result.returncode == 0, result.describe()
+    out = json.loads(next(x for x in result.stdout.splitlines()
+                          if x.startswith("RESULT "))[len("RESULT "):])
+    assert out["states"]["4"] == "lost", out
+    assert out["limit"] == 2 and out["workers"] == 2, out
+    assert "rank 4 on " in result.stderr and "worker failed to start" in result.stderr
+
+
+def test_review_race_scale_3_and_1_from_two_clusters_ends_at_1(dask_mpi_lx_cmd, tmp_path):
+    out = scenario("race", dask_mpi_lx_cmd, tmp_path, np=6)
+    assert out["after_race"] == 1, out
+    assert out["after_again"] == 1, out
+    assert out["states"] == ["active", "parked", "parked", "parked"], out
+    assert all("did not finish: a later request" in w for w in out["warned"]), out
 
 
 def test_dashboard_link_goes_through_the_hub_proxy(dask_mpi_lx_cmd, tmp_path):
@@ -91,8 +116,12 @@ def test_labextension_manager_drives_the_job_cluster(dask_mpi_lx_cmd, tmp_path):
     assert "already attached here" in out["new"] and "scale that one" in out["new"]
     assert out["listed_after_new"] == 1
     assert out["manual_after_adapt"] == 2
+    assert out["title_after_scale"] == name.replace(": 3 workers", ": 2 workers")
     assert out["after_close"] == 0
-    assert out["job_cluster_still_up"] == 2
+    assert out["workers_after_shutdown"] == 0   # SHUTDOWN parked the job's workers
+    job = name.split(":")[0]
+    assert out["new_after_shutdown"] == [f"{job}: 0 workers", 0]   # NEW re-attaches under the job's name
+    assert out["new_scaled"] == [f"{job}: 3 workers", 3]
 
 
 def test_unreachable_scheduler_fails_with_what_it_looked_for(dask_mpi_lx_cmd, tmp_path):
@@ -110,6 +139,14 @@ def test_batch_mode(np):
     lines = [x for x in result.stdout.splitlines() if x.startswith("BATCH")]
     assert lines == [f"BATCH workers={np - 2} total=45 mode=batch",
                      "BATCH after-with on the client rank only"], result.describe()
+
+
+def test_batch_mode_exit_false_lets_every_rank_go_on():
+    result = mpirun.run([sys.executable, BATCH, "noexit"], np=4, timeout=180,
+                        env={"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.describe()
+    lines = sorted(x for x in result.stdout.splitlines() if x.startswith("BATCH rank"))
+    assert lines == [f"BATCH rank {r} goes on" for r in range(4)], result.describe()
 
 
 def test_batch_mode_body_exception_is_reported_and_every_rank_exits():

@@ -23,10 +23,15 @@ def launcher_ranks() -> int:
                if marker in line and "launch" in line and "mpirun" not in line)
 
 
+def settled(cluster, n):
+    """n workers connected and no rank still parking or starting (both pushed by the
+    scheduler's stream)."""
+    return len(cluster.scheduler_info["workers"]) == n and cluster._pool.settled
+
+
 def wait_workers(cluster, n, timeout=30):
-    """Until n workers are connected and no rank is still parking or starting."""
     deadline = time.time() + timeout
-    while not cluster._settled(n) and time.time() < deadline:
+    while not settled(cluster, n) and time.time() < deadline:
         time.sleep(0.1)
     return len(cluster.scheduler_info["workers"])
 
@@ -124,12 +129,46 @@ def scenario_two_attached():
     return out
 
 
-def scenario_labextension():
-    from dask_labextension.manager import DaskClusterManager
+def scenario_race():
+    """The review's race: two attached clusters; scale(1), then scale(3) and scale(1)
+    0.3 s apart, before the ranks report back."""
+    import threading
+    import warnings
 
+    a = MPICluster()
+    b = MPICluster()
+    wait_workers(a, 3)
+    a.scale(1)
+    caught = []
+
+    def up():
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            a.scale(3)
+        caught.extend(str(x.message) for x in w)
+
+    t = threading.Thread(target=up)
+    t.start()
+    time.sleep(0.3)
+    b.scale(1)
+    t.join()
+    out = {"after_race": wait_workers(b, 1, timeout=20), "warned": caught}
+    b.scale(1)
+    out["after_again"] = len(b.scheduler_info["workers"])
+    out["states"] = sorted(v["state"] for v in b.worker_ranks.values())
+    out["repr"] = repr(b)
+    a.close()
+    b.close()
+    return out
+
+
+def scenario_labextension():
     async def drive():
+        # imported in the running loop, as in the Jupyter server: its module-level manager
+        # starts labextension.initial from the job config
+        from dask_labextension.manager import manager
+
         trace = {}
-        manager = DaskClusterManager()   # starts labextension.initial from the job config
         await manager
         models = manager.list_clusters()
         trace["initial"] = [(m["name"], m["workers"], m["dashboard_link"]) for m in models]
@@ -148,14 +187,21 @@ def scenario_labextension():
         trace["listed_after_new"] = len(manager.list_clusters())
         model = await manager.scale_cluster(cid, 2)
         trace["manual_after_adapt"] = model["workers"]
-        await manager.close_cluster(cid)
+        trace["title_after_scale"] = manager.get_cluster(cid)["name"]
+        await manager.close_cluster(cid)   # SHUTDOWN: parks the job's workers
         trace["after_close"] = len(manager.list_clusters())
+        with Client() as client:
+            trace["workers_after_shutdown"] = len(client.scheduler_info()["workers"])
+        model = await manager.start_cluster()   # NEW: attaches again
+        await asyncio.sleep(0.2)
+        new = manager.get_cluster(model["id"])
+        trace["new_after_shutdown"] = [new["name"], new["workers"]]
+        model = await manager.scale_cluster(model["id"], 3)
+        trace["new_scaled"] = [manager.get_cluster(model["id"])["name"], model["workers"]]
+        await manager.close()
         return trace
 
-    trace = asyncio.run(drive())
-    with Client() as client:
-        trace["job_cluster_still_up"] = len(client.scheduler_info()["workers"])
-    return trace
+    return asyncio.run(drive())
 
 
 def scenario_late_scheduler_timeout():
@@ -169,6 +215,33 @@ def scenario_late_scheduler_timeout():
         return {"error": None}
     except Exception as e:
         return {"error": f"{type(e).__name__}: {e}", "seconds": time.time() - t0}
+
+
+try:
+    from distributed import Nanny
+except ImportError:  # pragma: no cover
+    Nanny = object
+
+
+class FailsToStart(Nanny):
+    """`--worker-class tests.probes.cluster_scenarios.FailsToStart`: the rank named in
+    SCENARIO_FAIL_RANK builds its Nanny, which then fails to start."""
+
+    async def start_unsafe(self):
+        if self.name == f"rank-{os.environ.get('SCENARIO_FAIL_RANK', '')}":
+            raise OSError(f"injected start failure on {self.name}")
+        return await super().start_unsafe()
+
+
+def scenario_failed_start():
+    with MPICluster() as cluster:
+        deadline = time.time() + 30
+        while cluster.worker_ranks.get(4, {}).get("state") != "lost" and time.time() < deadline:
+            time.sleep(0.1)
+        states = {r: v["state"] for r, v in cluster.worker_ranks.items()}
+        cluster.scale(2)
+        return {"states": states, "limit": cluster.limit,
+                "workers": len(cluster.scheduler_info["workers"]), "repr": repr(cluster)}
 
 
 if __name__ == "__main__":

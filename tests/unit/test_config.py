@@ -87,3 +87,27 @@ def test_keepalive_interval_default_env_and_off(monkeypatch):
     with dask.config.set({"mpi-lx.keepalive.interval": "soon"}), \
             pytest.raises(ConfigError, match="mpi-lx.keepalive.interval"):
         config.keepalive_interval()
+
+
+def test_settings_do_not_depend_on_import_order(monkeypatch):
+    """After the global config was reset or restored to a snapshot taken before this
+    package was imported (distributed's gen_test), every mpi-lx setting still has its
+    packaged default."""
+    monkeypatch.setattr(dask.config, "config", {})
+    assert config.setting("attach.timeout") == "120s"
+    assert config.attach_setting("timeout") == 120.0
+    assert config.attach_setting("scale-timeout") == 60.0
+    assert config.keepalive_interval() == 60.0
+    assert config.resolve().worker_class == "distributed.Nanny"
+    assert config.rank_dask_config()["distributed.admin.tick.interval"] == "1s"
+    with dask.config.set({"mpi-lx.attach.timeout": "5s"}):
+        assert config.attach_setting("timeout") == 5.0
+    with pytest.raises(KeyError):
+        config.setting("no-such-key")
+
+
+def test_job_keys_are_constants_under_mpi_lx_job():
+    assert config.JOB_DASHBOARD_LINK == "mpi-lx.job.dashboard-link"
+    assert config.job_setting(config.JOB_ID) is None
+    with dask.config.set({config.JOB_ID: "7"}):
+        assert config.job_setting(config.JOB_ID) == "7"

@@ -54,3 +54,28 @@ def test_child_scrub_drops_slurm_task_vars_keeps_job_vars():
     env = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "5", "SLURM_PROCID": "0",
            "SLURM_STEP_ID": "0", "SLURM_LOCALID": "0"}
     assert environ.scrub_mpi(env) == {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "5"}
+
+
+def test_cray_pals_and_slurm_pmix_plugin_variables_are_scrubbed():
+    env = {"PALS_RANKID": "1", "PALS_APID": "x", "SLURM_PMIXP_ABORT_AGENT_PORT": "3",
+           "SLURM_JOB_ID": "7", "PATH": "/bin"}
+    assert environ.scrub_mpi(env) == {"SLURM_JOB_ID": "7", "PATH": "/bin"}
+    assert environ.rank_from_env({"PALS_RANKID": "2"}) == 2
+
+
+def test_dropped_hub_token_is_gone_from_proc_environ_too():
+    """Batch-mode ranks cannot re-execute (MPI already runs): the token must also leave
+    the initial environment block that /proc/<pid>/environ shows."""
+    import subprocess
+    import sys
+
+    code = ("from dask_mpi_lx.launcher.rank_main import drop_inherited_secrets\n"
+            "drop_inherited_secrets()\n"
+            "import os\n"
+            "print(open('/proc/self/environ', 'rb').read().count(b'tok-123'),"
+            " 'JUPYTERHUB_API_TOKEN' in os.environ, os.environ.get('KEEP'))\n")
+    env = {**os.environ, "JUPYTERHUB_API_TOKEN": "tok-123", "JPY_API_TOKEN": "tok-123",
+           "KEEP": "yes"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["0", "False", "yes"]

@@ -83,3 +83,115 @@ def test_launch_command_quotes_everything_but_the_hub_command():
                    "batchspawner-singleuser jupyterhub-singleuser")
     with pytest.raises(ValueError, match="unknown launcher"):
         launch_command("x", o, "aprun")
+
+
+NODES = Limits(max_cores=48, max_nodes=3, partitions=("debug", "compute"),
+               cores_per_node={"compute": 8})
+
+
+def test_nodes_default_to_one_and_are_kept_in_the_user_options():
+    o = validate({"cores": 6}, NODES)
+    assert (o.nodes, o.ranks_per_node) == (1, 6)
+    assert validate({"cores": 6, "nodes": 2}, NODES).as_user_options()["nodes"] == 2
+
+
+def test_cores_stay_the_total_and_are_spread_evenly_over_the_nodes():
+    o = validate({"cores": 12, "nodes": "2"}, NODES)
+    assert (o.cores, o.nodes, o.ranks_per_node, o.workers) == (12, 2, 6, 10)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"cores": 7, "nodes": 2},
+     "Cores (MPI ranks): 7 cannot be spread evenly over 2 nodes; use a multiple of 2"),
+    ({"cores": 3, "nodes": 3}, "each needs at least 2 (use 6 or more)"),
+    ({"cores": 8, "nodes": 4}, "Nodes: got 4; expected a whole number from 1 to 3"),
+    ({"cores": 8, "nodes": 0}, "Nodes: got 0; expected a whole number from 1 to 3"),
+    ({"cores": 8, "nodes": "2; id"}, "Nodes: got '2; id'"),
+    ({"dask": False, "cores": 2, "nodes": 2}, "without a Dask cluster the job runs on 1 node"),
+    ({"cores": 12, "nodes": 1, "partition": "compute"},
+     "12 per node x 1 thread(s) is 12 cores per node; 'compute' nodes have 8; ask for more nodes"),
+    ({"cores": 12, "nodes": 3, "threads": 4, "partition": "compute"},
+     "4 per node x 4 thread(s) is 16 cores per node; 'compute' nodes have 8"),
+])
+def test_node_shapes_that_do_not_fit_are_refused(options, message):
+    with pytest.raises(OptionError) as e:
+        validate(options, NODES)
+    assert message in str(e.value)
+
+
+def test_a_partition_without_a_per_node_bound_is_bounded_by_max_cores_only():
+    assert validate({"cores": 48, "nodes": 1, "threads": 4}, NODES).ranks_per_node == 48
+    assert validate({"cores": 24, "nodes": 3, "partition": "compute"}, NODES).ranks_per_node == 8
+
+
+def test_one_node_is_the_default_limit():
+    with pytest.raises(OptionError, match="Nodes: got 2; expected a whole number from 1 to 1"):
+        validate({"cores": 6, "nodes": 2}, LIMITS)
+
+
+@pytest.mark.parametrize("cores,nodes,per_node_gib", [
+    (6, 1, 2 + 4 * 1),   # one node: notebook + 4 workers (as before nodes existed)
+    (3, 1, 2 + 1),
+    (6, 2, 3),           # node 1: notebook + 1 worker = 3; node 2: 3 workers = 3
+    (12, 2, 6),          # node 1: 2 + 4 = 6; node 2: 6 workers = 6
+    (4, 2, 2),           # node 1: notebook only; node 2: 2 workers
+    (18, 3, 6),          # node 1: 2 + 4; nodes 2, 3: 6 workers
+])
+def test_memory_per_node_is_the_busiest_node(cores, nodes, per_node_gib):
+    o = validate({"cores": cores, "nodes": nodes, "worker_memory": "1GiB"}, NODES)
+    assert o.memory_per_node(2 * 2**30) == per_node_gib * 2**30
+
+
+def test_memory_per_node_with_dask_off_is_the_notebook():
+    o = validate({"dask": False, "cores": 1}, NODES)
+    assert o.memory_per_node(2 * 2**30) == 2 * 2**30
+
+
+def test_long_values_are_refused_and_never_echoed_whole():
+    for field in ("cores", "nodes", "threads", "worker_memory", "walltime", "partition", "dask"):
+        with pytest.raises(OptionError) as e:
+            validate({field: "7" * 5_000_000}, NODES)
+        message = str(e.value)
+        assert "too long (5000000 characters, at most 64)" in message and len(message) < 120
+    assert len("9" * 60 + "GiB") < 64
+    with pytest.raises(OptionError, match="expected 256MiB to 8GiB"):
+        validate({"worker_memory": "9" * 60 + "GiB"}, NODES)
+
+
+def test_a_400_digit_memory_is_an_option_error_not_an_overflow():
+    with pytest.raises(OptionError, match="Memory per worker: too long"):
+        validate({"worker_memory": "9" * 400}, NODES)
+    with pytest.raises(OptionError, match="Memory per worker: too long"):
+        validate({"worker_memory": 10**400}, NODES)   # a JSON number that long
+    with pytest.raises(OptionError, match="Memory per worker: too long"):
+        validate({"worker_memory": 10**5000}, NODES)  # str() of it would raise ValueError
+    with pytest.raises(OptionError, match="expected 256MiB"):
+        validate({"worker_memory": "99999999999999999999.5TiB"}, NODES)
+
+
+def test_many_or_long_unknown_keys_are_not_echoed_whole():
+    with pytest.raises(OptionError) as e:
+        validate({"x" * 1_000_000: 1, **{f"k{i}": 1 for i in range(1000)}}, NODES)
+    assert len(str(e.value)) < 250 and "..." in str(e.value)
+    with pytest.raises(OptionError, match="must be an object"):
+        validate(["cores", 6], NODES)
+
+
+def test_form_shows_nodes_only_where_more_than_one_is_allowed():
+    assert 'name="nodes"' not in render(LIMITS)
+    html = render(NODES)
+    assert 'name="nodes" min="1" max="3" value="1"' in html
+    assert "compute: 8 cores per node" in html and "over every node" in html
+    assert 'value="2"' in render(NODES, {"nodes": ["2"], "cores": ["6"]})
+    assert from_form({"cores": ["6"], "nodes": ["2"], "dask": ["on"]}, NODES).nodes == 2
+
+
+def test_launch_command_on_several_nodes():
+    o = validate({"cores": 6, "nodes": 2}, NODES)
+    assert launch_command("S", o, "mpiexec").startswith("mpiexec -n 6 -ppn 3 dask-mpi-lx launch ")
+    assert launch_command("S", o, "srun").startswith(
+        "srun --mpi=pmix -n 6 --ntasks-per-node 3 dask-mpi-lx launch ")
+    assert launch_command("S", o, "mpirun").startswith(
+        "mpirun --enable-recovery -np 6 dask-mpi-lx launch ")  # slots from the allocation
+    one = validate({"cores": 6}, NODES)
+    assert launch_command("S", one, "mpiexec").startswith("mpiexec -n 6 dask-mpi-lx launch ")

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 from dask_mpi_lx.launcher.liveness import RankWatch, process_start_time
 
 
@@ -53,7 +55,10 @@ def test_a_reused_pid_is_not_the_same_process():
 def test_zombies_count_as_dead():
     proc = _sleeper()
     os.kill(proc.pid, signal.SIGKILL)
-    time.sleep(0.3)  # not reaped yet: a zombie
+    zombie, deadline = psutil.Process(proc.pid), time.monotonic() + 10
+    while zombie.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.01)  # dead, not reaped yet: a zombie
+    assert zombie.status() == psutil.STATUS_ZOMBIE
     assert process_start_time(proc.pid) is None
     proc.wait()
 

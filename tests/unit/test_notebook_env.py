@@ -29,9 +29,21 @@ def test_job_config_has_address_tls_and_labextension_entry():
     assert comm["tls"]["client"] == {"cert": "/j/c.pem", "key": "/j/k.pem"}
     lab = cfg["labextension"]
     assert lab["factory"]["class"] == "MPICluster"
+    assert lab["factory"]["kwargs"] == {"exclusive": True, "park_on_close": True}
     assert lab["default"] == {"workers": None, "adapt": None}
     assert lab["initial"] == [{"name": "MPI job 123: 4 workers"}]
-    assert cfg["distributed"]["dashboard"]["link"] == "/user/alice/proxy/dask-mpi-lx/dashboard/status"
+    assert cfg["mpi-lx"]["job"] == {
+        "id": "123", "scheduler-address": "tls://10.0.0.1:8786", "dashboard": ["127.0.0.1", 8787],
+        "dashboard-link": "/user/alice/proxy/dask-mpi-lx/dashboard/status"}
+
+
+def test_job_config_leaves_the_global_dashboard_link_alone():
+    """A LocalCluster (or a batch-mode MPICluster) in a kernel links to its own dashboard."""
+    for prefix in ("/user/alice/", None):
+        cfg = job_dask_config(CLUSTER, prefix)
+        assert "dashboard" not in cfg["distributed"]
+    assert job_dask_config(CLUSTER, None)["mpi-lx"]["job"]["dashboard-link"] == \
+        "http://127.0.0.1:8787/status"
 
 
 def test_child_environment_scrubs_mpi_keeps_the_rest():

@@ -24,6 +24,14 @@ def test_rank0_alone_on_its_host_uses_rank1():
     assert not plan.scheduler_shares_rank0_host
 
 
+def test_slurm_block_layout_keeps_scheduler_on_notebook_node():
+    """--nodes=2 --ntasks-per-node=3 under mpirun: ranks 0-2 on n1, 3-5 on n2."""
+    plan = plan_roles(["n1"] * 3 + ["n2"] * 3)
+    assert plan.scheduler_rank == 1 and plan.scheduler_shares_rank0_host
+    assert not plan.single_host
+    assert plan.worker_ranks == (2, 3, 4, 5)
+
+
 @pytest.mark.parametrize("size", [1, 2])
 def test_world_too_small_says_found_and_needed(size):
     with pytest.raises(WorldTooSmallError, match=f"found {size} MPI rank.*need at least 3"):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import dask.config
+from ..config import JOB_ID, JOB_SCHEDULER_ADDRESS, job_setting
 
 
 async def discover() -> AsyncIterator[tuple[str, type]]:
     """Yield ``(name, MPICluster)`` when this process runs inside a launched MPI job."""
-    job = dask.config.get("mpi-lx.job", default=None)
-    if job and job.get("scheduler-address"):
+    if job_setting(JOB_SCHEDULER_ADDRESS):
         from .mpicluster import MPICluster
 
-        yield f"MPI job {job.get('id', '?')}", MPICluster
+        yield f"MPI job {job_setting(JOB_ID) or '?'}", MPICluster

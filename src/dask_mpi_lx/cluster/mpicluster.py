@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import logging
 import os
 import time
+import warnings
 import weakref
 from typing import Any, ClassVar
 
-import dask.config
+from dask.utils import parse_timedelta
 from distributed.core import Status, rpc
 from distributed.deploy.cluster import Cluster
 from distributed.objects import SchedulerInfo
 from distributed.security import Security
 
-from ..config import attach_setting
+from ..config import JOB_ID, attach_setting, job_setting
 from ..exceptions import MPILXError, ScaleError, SchedulerNotFoundError
+from ..launcher.roles import plural_workers
 from .adaptive import MPIAdaptive
-from .dashboard import dashboard_link
+from .dashboard import job_dashboard_link
+from .labtitle import retitle
+from .pool_view import PoolView
 
 logger = logging.getLogger(__name__)
 
-EMPTY_INFO = {"workers": {}, "services": {}}
+
+class ScaleWarning(UserWarning):
+    """A scale request did not finish because a later one took over."""
 
 
 class MPICluster(Cluster):
@@ -34,16 +39,19 @@ class MPICluster(Cluster):
 
     * **attach** (inside a job started by ``dask-mpi-lx launch``, e.g. a notebook or the
       Dask tab): finds the job's scheduler from the dask config and environment the launcher
-      set, retrying until it answers. ``close()`` only detaches.
+      set, retrying until it answers. ``close()`` detaches, or with ``park_on_close`` (the
+      Dask tab's SHUTDOWN) first parks every worker of the job.
     * **batch** (a script run as ``mpirun -np N python script.py``): rank 0 runs the script,
-      the other ranks become the scheduler and workers inside the constructor and exit when
-      rank 0 closes the cluster. ``close()`` stops every rank.
+      the other ranks become the scheduler and workers inside the constructor. ``close()``
+      stops every rank; they then exit, or with ``exit=False`` return from the constructor.
 
     The mode is ``batch`` when this process is one of several MPI ranks, else ``attach``.
+    Every `MPICluster` of one job is named "MPI job <id>"; its repr and its card in the Dask
+    tab read "MPI job <id>: <n> workers" and follow scaling.
 
     Scaling stays within the allocation: ``scale(n)`` parks or unparks worker ranks (a parked
     rank stays alive with its worker process stopped), and ``adapt()`` does the same
-    automatically.
+    automatically. Workers and the pool's state come pushed from the scheduler (no polling).
 
     Parameters
     ----------
@@ -57,8 +65,17 @@ class MPICluster(Cluster):
     exclusive : bool
         Refuse a second attachment to the same scheduler in this process (the Dask tab's NEW
         button then explains instead of listing the same cluster twice).
+    park_on_close : bool
+        Attach mode: ``close()`` parks every worker of the job before detaching (the ranks
+        stay; a later `MPICluster` scales them back up). The Dask tab's cluster has it on,
+        so its SHUTDOWN stops the job's workers instead of hiding a running cluster.
     mode : {"attach", "batch"}, optional
         Force a mode instead of detecting it.
+    exit : bool
+        Batch mode: whether ranks above 0 end their process once rank 0 closes the cluster
+        (default, as ``dask_mpi.initialize()``), or return from the constructor with a closed
+        cluster whose ``rank`` is theirs so that the script goes on on every rank
+        (``dask_mpi.initialize(exit=False)``).
     **settings
         Batch mode only: ``mpi-lx`` settings (``nthreads``, ``memory_limit``, ...).
 
@@ -81,7 +98,9 @@ class MPICluster(Cluster):
         security: Security | None = None,
         timeout: str | float | None = None,
         exclusive: bool = False,
+        park_on_close: bool = False,
         mode: str | None = None,
+        exit: bool = True,
         asynchronous: bool = False,
         loop: Any = None,
         name: str | None = None,
@@ -96,36 +115,47 @@ class MPICluster(Cluster):
         if settings and mode != "batch":
             raise TypeError(f"unexpected arguments for attach mode: {sorted(settings)}")
         self.mode = mode
-        self._channel = None
-        self._started = None
-        if mode == "batch":
-            self._setup_batch(settings)
+        self.rank = 0  # this process's MPI rank in batch mode; 0 runs the client
+        self._channel: Any = None
+        self._started: Any = None
         self._address = address
         self.security = security or Security()
         self._timeout = attach_setting("timeout") if timeout is None else float(
-            dask.utils.parse_timedelta(timeout))
+            parse_timedelta(timeout))
         self._exclusive = exclusive
-        self._pool: dict | None = None
-        self._refresh_task: asyncio.Task | None = None
-        job = dask.config.get("mpi-lx.job", default=None) or {}
+        self._park_on_close = park_on_close and mode == "attach"
+        self._pool: PoolView | None = None
         super().__init__(asynchronous=asynchronous, loop=loop,
-                         name=name or f"MPI job {job.get('id', '?')}")
+                         name=name or f"MPI job {job_setting(JOB_ID) or '?'}")
+        if mode == "batch" and not self._setup_batch(settings, exit):
+            self.status = Status.closed  # a rank above 0 with exit=False: served, now done
+            return
         self._loop_runner.start()
         if not self.asynchronous:
-            self.sync(self._start)
+            try:
+                self.sync(self._start)
+            except BaseException:
+                self._loop_runner.stop()
+                raise
 
     # ------------------------------------------------------------------ start
-    def _setup_batch(self, settings: dict) -> None:
+    def _setup_batch(self, settings: dict, exit: bool) -> bool:
+        """True on rank 0 (the client); other ranks serve here and exit or return False."""
         from ..config import resolve
         from ..mpi.channel import Channel
-        from .batch import serve_and_exit
+        from .batch import serve_and_exit, serve_and_return
 
         channel = Channel()
         if channel.rank != 0:
-            serve_and_exit(channel)  # never returns
+            self.rank = channel.rank
+            if exit:
+                serve_and_exit(channel)
+            serve_and_return(channel)
+            return False
         self._settings = resolve(**settings)
         channel.poll_interval = self._settings.poll_interval
         self._channel = channel
+        return True
 
     def __await__(self):
         async def _start_once():
@@ -141,8 +171,12 @@ class MPICluster(Cluster):
                 f"DASK_SCHEDULER_ADDRESS={os.environ.get('DASK_SCHEDULER_ADDRESS')!r}")
 
     async def _start(self) -> None:
-        if self.status != Status.created:
+        """Connect, then follow the scheduler's stream of workers and pool changes; on any
+        failure the cluster closes itself (stopping batch ranks) and re-raises."""
+        if self.status == Status.running:
             return
+        if self.status != Status.created:
+            raise ValueError(f"cannot start a cluster that is {self.status.name}")
         self.status = Status.starting
         try:
             address = await (self._start_batch() if self.mode == "batch" else self._find())
@@ -155,17 +189,18 @@ class MPICluster(Cluster):
             self.scheduler_comm = rpc(
                 address, connection_args=self.security.get_connection_args("client"))
             await self._connect(address)
+            await self._subscribe()
         except BaseException:
             self.status = Status.failed
-            if self.mode == "batch" and self._started is not None:
-                await self._stop_ranks("failed-start")
+            await self._close()
             raise
         if self._exclusive:
             self._attached[address] = self
-        self._refresh_task = asyncio.ensure_future(self._refresh_loop())
-        self.status = Status.running
+        asyncio.get_running_loop().call_soon(self._retitle)  # once the Dask tab lists it
 
     async def _find(self) -> str:
+        import dask.config
+
         address = self._address or dask.config.get("scheduler-address", default=None)
         if not address:
             raise SchedulerNotFoundError(
@@ -186,12 +221,14 @@ class MPICluster(Cluster):
         return self._started.address
 
     async def _connect(self, address: str) -> None:
+        """Until the scheduler answers, bounded by ``timeout`` (it may start after us)."""
         deadline = time.monotonic() + self._timeout
         last: Exception | None = None
         delay = 0.2
         while time.monotonic() < deadline:
             try:
-                await asyncio.wait_for(self._refresh(), max(1.0, deadline - time.monotonic()))
+                await asyncio.wait_for(self.scheduler_comm.identity(),
+                                       max(1.0, deadline - time.monotonic()))
                 return
             except (OSError, asyncio.TimeoutError) as e:
                 last = e
@@ -201,47 +238,63 @@ class MPICluster(Cluster):
             f"could not reach the Dask scheduler at {address} within {self._timeout:g}s "
             f"(last error: {type(last).__name__}: {last}); looked at {self._where_we_looked()}")
 
-    async def _refresh(self) -> None:
-        info = SchedulerInfo(await self.scheduler_comm.identity())
-        with contextlib.suppress(Exception):
-            self._pool = await self.scheduler_comm.mpi_lx_info()
-        self.scheduler_info = info
+    async def _subscribe(self) -> None:
+        """`Cluster._start`, with the pool's stream (``mpi_lx_subscribe``: one per
+        subscriber, pool changes included) when the scheduler is dask-mpi-lx's."""
+        name = self.name
+        info = await self.scheduler_comm.mpi_lx_info()  # None: not a dask-mpi-lx scheduler
+        if info is None:
+            await super()._start()
+        else:
+            comm = await self.scheduler_comm.live_comm()
+            comm.name = "MPICluster worker and pool status"
+            await comm.write({"op": "mpi_lx_subscribe"})
+            first = await comm.read()
+            self.scheduler_info = SchedulerInfo(first["identity"])
+            self._pool = PoolView.from_info(first["pool"])
+            self._watch_worker_status_comm = comm
+            self._watch_worker_status_task = asyncio.ensure_future(
+                self._watch_worker_status(comm))
+            self._cluster_info.update(await self.scheduler_comm.get_metadata(
+                keys=["cluster-manager-info"], default={}))
+            self._sync_cluster_info_task = asyncio.ensure_future(self._sync_cluster_info())
+            for pc in self.periodic_callbacks.values():
+                pc.start()
+            self.status = Status.running
+        self.name = name  # the scheduler's metadata may hold another attachment's name
 
-    async def _refresh_loop(self) -> None:
-        interval = attach_setting("refresh-interval")
-        failures = 0
-        while self.status == Status.running:
-            await asyncio.sleep(interval)
-            try:
-                await self._refresh()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                self.scheduler_info = SchedulerInfo(dict(EMPTY_INFO))
-                if failures == 3:
-                    logger.warning("lost the scheduler at %s; retrying", self.scheduler_address)
+    def _update_worker_status(self, op: str, msg: Any) -> None:
+        if op == "pool":
+            self._pool = PoolView.from_info(msg)
+        else:
+            super()._update_worker_status(op, msg)
+        self._retitle()
 
     # ------------------------------------------------------------------ scaling
     @property
     def worker_ranks(self) -> dict[int, dict]:
-        """Each worker rank's ``{"name", "host", "state"}`` (active/starting/parking/parked)."""
-        return {int(r): v for r, v in (self._pool or {}).get("ranks", {}).items()}
+        """Each worker rank's ``{"name", "host", "state"}``
+        (starting/active/parking/parked/lost)."""
+        ranks = self._pool.ranks if self._pool else {}
+        return {r: {"name": v.name, "host": v.host, "state": v.state} for r, v in ranks.items()}
 
     @property
     def limit(self) -> int:
         """How many workers this allocation can run at once."""
-        return (self._pool or {}).get("limit", len(self.scheduler_info.get("workers", {})))
+        return self._pool.limit if self._pool else len(self.scheduler_info.get("workers", {}))
 
     @property
     def plan(self) -> set[str]:
-        return {v["name"] for v in self.worker_ranks.values() if v["state"] in ("active", "starting")}
+        ranks = self._pool.ranks.values() if self._pool else ()
+        return {v.name for v in ranks if v.state in ("active", "starting")}
 
     requested = plan
 
     def scale(self, n: int) -> Any:
-        """Make ``n`` workers active (0 <= n <= `limit`); stops adaptive scaling first."""
+        """Make ``n`` workers active (0 <= n <= `limit`); stops adaptive scaling first.
+        Returns once the ranks parked or started. Raises `ScaleError` saying how many workers
+        it reached and why when ``mpi-lx.attach.scale-timeout`` passed first, or a rank was
+        lost or kept; warns (`ScaleWarning`) when a later scale request took over."""
         if self._adaptive is not None:
             self._adaptive.stop(reason="manual scale")
             self._adaptive = None
@@ -252,31 +305,35 @@ class MPICluster(Cluster):
             raise ScaleError("this scheduler was not started by dask-mpi-lx; it cannot be scaled")
         if isinstance(n, bool) or not isinstance(n, int):
             raise ScaleError(f"cannot scale to {n!r}: give a whole number from 0 to {self.limit}")
-        self._pool = await self.scheduler_comm.mpi_lx_scale(n=n)
-        await self._settle(n)
+        reply = PoolView.from_info(await self.scheduler_comm.mpi_lx_scale(
+            n=n, timeout=attach_setting("scale-timeout")))
+        self._pool = reply
+        if reply.replaced:
+            warnings.warn(ScaleWarning(f"scale({n}) did not finish: {reply.problem}"),
+                          stacklevel=3)
+            return
+        await self._observe(reply.active)
+        self._retitle()
+        if reply.problem:
+            raise ScaleError(f"reached {reply.active} of {plural_workers(n)}: {reply.problem}")
 
-    def _settled(self, n: int) -> bool:
-        states = {v["state"] for v in self.worker_ranks.values()}
-        return len(self.scheduler_info["workers"]) == n and states <= {"active", "parked", "lost"}
-
-    async def _settle(self, n: int, timeout: float = 20.0) -> None:
-        """Until ``n`` workers are connected and every rank finished parking or starting."""
+    async def _observe(self, n: int, timeout: float = 5.0) -> None:
+        """Until the worker stream shows ``n`` workers (it trails the pool's reply)."""
         deadline = time.monotonic() + timeout
-        await self._refresh()
-        while not self._settled(n) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-            await self._refresh()
+        while len(self.scheduler_info["workers"]) != n and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     def scale_down(self, workers: Any) -> Any:
         """Park the named workers (what `Adaptive` calls)."""
         return self.sync(self._park, list(workers))
 
     async def _park(self, names: list[str]) -> None:
-        self._pool = await self.scheduler_comm.mpi_lx_park(names=names)
+        self._pool = PoolView.from_info(await self.scheduler_comm.mpi_lx_park(names=names))
 
     def adapt(self, minimum: int = 0, maximum: int | None = None, **kwargs: Any) -> MPIAdaptive:
         """Park idle workers and unpark them under load, between ``minimum`` and ``maximum``
-        (capped at the allocation's `limit`). Returns the `Adaptive` object."""
+        (capped at the allocation's `limit`); the interval is ``distributed.adaptive.interval``
+        unless given. Returns the `Adaptive` object."""
         limit = self.limit
         if minimum is None:
             minimum = 0
@@ -287,7 +344,6 @@ class MPICluster(Cluster):
             maximum = limit
         if maximum < minimum:
             raise ScaleError(f"adapt maximum={maximum} is below minimum={minimum}")
-        kwargs.setdefault("interval", "1s")
         return super().adapt(Adaptive=MPIAdaptive, minimum=minimum, maximum=maximum, **kwargs)
 
     # ------------------------------------------------------------------ close
@@ -301,50 +357,73 @@ class MPICluster(Cluster):
             logger.error("ranks %s did not stop; aborting the MPI job", silent)
             self._channel.abort(1)
 
+    async def _park_all(self) -> None:
+        """``park_on_close``: stop every worker of the job; the ranks stay for later."""
+        if self._adaptive is not None:
+            self._adaptive.stop(reason="cluster closed")
+            self._adaptive = None
+        workers = len(self.scheduler_info.get("workers", {}))
+        logger.warning("%s: closing parks all %s of the job (the ranks stay; attach again "
+                       "and scale to bring them back)", self.name, plural_workers(workers))
+        reply = PoolView.from_info(await self.scheduler_comm.mpi_lx_scale(
+            n=0, timeout=attach_setting("scale-timeout")))
+        if reply.problem:
+            logger.warning("%s: parking on close: %s", self.name, reply.problem)
+
     async def _close(self) -> None:
         if self.status == Status.closed:
             return
-        if self._refresh_task:
-            self._refresh_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._refresh_task
-        if self.mode == "batch" and self._started is not None:
-            await self._stop_ranks("client-closed")
-        if self.status == Status.failed:
-            self.status = Status.closing
-        await super()._close()
+        try:
+            if self._park_on_close and self.status == Status.running and self._pool:
+                await self._park_all()
+        finally:
+            if self.mode == "batch" and self._started is not None:
+                await self._stop_ranks("client-closed" if self.status == Status.running
+                                       else "failed-start")
+            if self.status in (Status.failed, Status.starting):
+                self.status = Status.closing
+            await super()._close()
 
     # ------------------------------------------------------------------ display
     @property
     def dashboard_link(self) -> str:
-        """The dashboard through the user's Jupyter proxy behind a hub; never raises."""
-        try:
-            port = self.scheduler_info.get("services", {}).get("dashboard")
-            dash = (self._pool or {}).get("dashboard")
-            host = dash[0] if dash else self.scheduler_address.split("://")[-1].rsplit(":", 1)[0]
-            return dashboard_link(host, port)
-        except Exception:
-            return ""
+        """The job's dashboard link (through the user's Jupyter proxy behind a hub) for the
+        job's own cluster; for any other, distributed's (``distributed.dashboard.link``)."""
+        address = self.scheduler_comm.address if self.scheduler_comm else None
+        if self.mode == "attach":
+            link = job_dashboard_link(address)
+            if link:
+                return link
+        return super().dashboard_link
+
+    @property
+    def title(self) -> str:
+        """"MPI job <id>: <n> workers", the Dask tab card's title."""
+        return f"{self.name}: {plural_workers(len(self.scheduler_info.get('workers', {})))}"
+
+    def _retitle(self) -> None:
+        retitle(self, self.title)
 
     def _counts(self) -> tuple[int, int]:
-        states = [v["state"] for v in self.worker_ranks.values()]
-        parked = sum(s in ("parked", "parking") for s in states)
-        return len(states) - parked, parked
+        if not self._pool:
+            return len(self.scheduler_info.get("workers", {})), 0
+        return self._pool.count("active", "starting"), self._pool.count("parked", "parking")
 
     def __repr__(self) -> str:
         active, parked = self._counts()
         workers = self.scheduler_info.get("workers", {})
         threads = sum(w.get("nthreads", 0) for w in workers.values())
-        return (f"MPICluster({self.name!r}, {self.scheduler_address!r}, mode={self.mode}, "
-                f"workers={len(workers)}, active_ranks={active}, parked_ranks={parked}, "
-                f"threads={threads})")
+        hosts = f" on {', '.join(self._pool.hosts)}" if self._pool and self._pool.hosts else ""
+        return (f"MPICluster({self.title + hosts!r}, {self.scheduler_address!r}, "
+                f"mode={self.mode}, threads={threads}, active_ranks={active}, "
+                f"parked_ranks={parked})")
 
     def _repr_html_(self, cluster_status: Any = None) -> str:
         active, parked = self._counts()
-        pool = self._pool or {}
+        pool = self._pool
         rows = {
-            "Job": html.escape(str(pool.get("job_id", self.name))),
-            "Hosts": html.escape(", ".join(pool.get("hosts", [])) or "?"),
+            "Job": html.escape(pool.job_id if pool else self.name),
+            "Hosts": html.escape(", ".join(pool.hosts) if pool else "?"),
             "Scheduler": html.escape(self.scheduler_address),
             "Workers connected": str(len(self.scheduler_info.get("workers", {}))),
             "Worker ranks": f"{active} active, {parked} parked (of {self.limit})",
@@ -356,7 +435,8 @@ class MPICluster(Cluster):
                                 f"{html.escape(link)}</a>"
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>"
                        f"{v}</td></tr>" for k, v in rows.items())
-        return f"<div><strong>MPICluster</strong><table>{body}</table></div>"
+        return (f"<div><strong>MPICluster: {html.escape(self.title)}</strong>"
+                f"<table>{body}</table></div>")
 
     # ------------------------------------------------------------------ discovery
     @classmethod

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..config import Settings
 from ..exceptions import WorldTooSmallError
 from ..mpi.channel import Channel
+from .addresses import NoJobAddressError, job_ip
 from .jobdir import safe_job_id
 from .jobtls import JobTLS, new_job_tls
 from .liveness import RankWatch
@@ -28,7 +29,7 @@ class Endpoint:
     """Where the scheduler listens and what it advertises, decided before it starts when
     rank 0 can (it shares the scheduler's host), so the notebook need not wait for it."""
 
-    listen_host: str | None              # None: every interface
+    listen_host: str | None              # None: the scheduler's rank finds its job_ip
     port: int                            # 0: any free port, chosen by the scheduler
     contact: str | None = None           # the address clients use, known in advance
     dashboard: tuple[str, int] | None = None
@@ -45,22 +46,14 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def routable_ip() -> str | None:
-    """This host's address as other hosts reach it (from its name), or None if its name
-    resolves only to a loopback address."""
-    try:
-        ip = socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return None
-    return None if ip.startswith("127.") else ip
-
-
-def default_dashboard_address(plan: Plan, settings: Settings) -> str:
-    """The dashboard's host:port: the setting, else loopback when the scheduler shares rank
-    0's host (the Jupyter server proxies it from there), else every interface."""
+def default_dashboard_address(plan: Plan, settings: Settings) -> str | None:
+    """The dashboard's host:port: the setting, else loopback on rank 0's host (the Jupyter
+    server or the batch script's client reaches it there). None (no dashboard) when the
+    scheduler is not on rank 0's host: rank 0 alone on its host could not reach it, and an
+    unauthenticated page must not listen on the job's network."""
     if settings.dashboard_address:
         return settings.dashboard_address
-    return "127.0.0.1:0" if plan.scheduler_shares_rank0_host else ":0"
+    return "127.0.0.1:0" if plan.scheduler_shares_rank0_host else None
 
 
 def dashboard_socket_path(settings: Settings, job_id: str) -> str:
@@ -73,37 +66,36 @@ def dashboard_socket_path(settings: Settings, job_id: str) -> str:
 
 def plan_endpoint(plan: Plan, settings: Settings, private_dashboard: bool = False,
                   job_id: str = "job") -> Endpoint:
-    """Single-host jobs listen on 127.0.0.1 only (unless an interface is asked for). Without
-    wait-for-workers, and with the scheduler on rank 0's host, ports are chosen here and
-    the contact address is fixed, so the command can start before the scheduler is up.
+    """Where the scheduler listens: loopback on a single-host job, else the job's address
+    of rank 0's host (`addresses.job_ip`). When the scheduler shares rank 0's host and
+    workers are not awaited, ports are chosen here and the contact address is fixed, so
+    the command can start before the scheduler is up.
 
     With ``private_dashboard`` (a Jupyter server on rank 0 proxies it) and no dashboard
     address set, the dashboard serves only an owner-only Unix socket: no other user of
-    the node can reach it, not even on 127.0.0.1."""
-    listen = "127.0.0.1" if plan.single_host and not settings.interface else None
+    the node can reach it, not even on 127.0.0.1. Raises `NoJobAddressError`."""
+    if not plan.scheduler_shares_rank0_host:  # rank 0 alone: the scheduler finds its own
+        logger.warning(
+            "rank 0 is alone on %s: the scheduler runs on %s (rank %d) with no dashboard; "
+            "ask for at least 2 tasks on the first node", plan.hosts[0],
+            plan.hosts[plan.scheduler_rank], plan.scheduler_rank)
+        return Endpoint(listen_host=None, port=settings.scheduler_port)
+    listen = job_ip(plan, 0, settings.interface)
     socket_path = None
-    if (private_dashboard and settings.dashboard and not settings.dashboard_address
-            and plan.scheduler_shares_rank0_host):
+    if private_dashboard and settings.dashboard and not settings.dashboard_address:
         socket_path = dashboard_socket_path(settings, job_id)
-    if settings.wait_for_workers or not plan.scheduler_shares_rank0_host:
+    if settings.wait_for_workers:
         return Endpoint(listen_host=listen, port=settings.scheduler_port,
                         dashboard_socket=socket_path)
-    if settings.interface:
-        from distributed.utils import get_ip_interface
-
-        ip = get_ip_interface(settings.interface)
-    else:
-        ip = listen or routable_ip()
-    if ip is None:  # no address to announce in advance: the scheduler picks and reports it
-        return Endpoint(listen_host=listen, port=settings.scheduler_port,
-                        dashboard_socket=socket_path)
-    port = settings.scheduler_port or _free_port(listen or "")
+    port = settings.scheduler_port or _free_port(listen)
     dashboard = None
-    if settings.dashboard:
-        host, _, dport = default_dashboard_address(plan, settings).rpartition(":")
+    address = default_dashboard_address(plan, settings)
+    if settings.dashboard and address:
+        host, _, dport = address.rpartition(":")
         host = host or "127.0.0.1"
         dashboard = (host, int(dport) or _free_port(host))
-    return Endpoint(listen_host=listen, port=port, contact=f"{settings.protocol}://{ip}:{port}",
+    return Endpoint(listen_host=listen, port=port,
+                    contact=f"{settings.protocol}://{listen}:{port}",
                     dashboard=dashboard, dashboard_socket=socket_path,
                     hold_until_go=private_dashboard)
 
@@ -173,8 +165,12 @@ async def start_cluster(
     elif started.plan:
         logger.warning("TLS is OFF (--no-tls): anyone who can reach the scheduler can run code "
                        "as this user")
-    endpoint = (plan_endpoint(started.plan, settings, private_dashboard, job_id)
-                if started.plan and settings else None)
+    endpoint = None
+    if started.plan and settings:
+        try:
+            endpoint = plan_endpoint(started.plan, settings, private_dashboard, job_id)
+        except NoJobAddressError as e:
+            started.plan, started.tls, started.problem = None, None, str(e)
     started.dashboard_socket = endpoint.dashboard_socket if endpoint else None
     started.hold_until_go = endpoint.hold_until_go if endpoint else False
     for r in started.hello_ranks:

@@ -14,17 +14,20 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+import dask
+
 from ..config import Settings
 from ..exceptions import MPILXError
 from ..mpi.channel import Channel
 from ..mpi.environ import scrub_process_environ
+from .addresses import WORKER_HTTP_ADDRESS, WORKER_HTTP_ROUTES, job_ip
 from .coordinator import Endpoint, default_dashboard_address
 from .dashboard_socket import remove_socket, serve_on_unix_socket
 from .jobdir import make_rank_scratch
 from .jobtls import JobTLS, security_for
 from .liveness import RankProcess
 from .pool import WorkerPool
-from .protocol import Tag
+from .protocol import RankState, StateReport, Tag
 from .roles import Plan, Role, worker_name
 
 logger = logging.getLogger(__name__)
@@ -116,7 +119,8 @@ async def _first(*aws: Any) -> None:
             t.cancel()
 
 
-def _dashboard_address(job: RankJob) -> str:
+def _dashboard_address(job: RankJob) -> str | None:
+    """host:port for the scheduler's dashboard, or None for no dashboard."""
     if job.endpoint and job.endpoint.dashboard:
         return "{}:{}".format(*job.endpoint.dashboard)
     assert job.plan is not None
@@ -162,15 +166,20 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     s = job.settings
     try:
         endpoint = job.endpoint or Endpoint(listen_host=None, port=s.scheduler_port)
+        listen = endpoint.listen_host or job_ip(job.plan, job.channel.rank, s.interface)
         dashboard_address = _dashboard_address(job)
+        # the scheduler's scratch space is the rank's own 0700 directory, not a shared
+        # /tmp/dask-scratch-space that another user's job may own
+        scratch = s.local_directory or make_rank_scratch(s.job_directory, job.job_id,
+                                                         job.channel.rank)
+        dask.config.set({"temporary-directory": scratch})
         scheduler = Scheduler(
-            host=endpoint.listen_host,
+            host=listen,
             port=endpoint.port,
             contact_address=endpoint.contact,
             protocol=s.protocol,
-            interface=None if endpoint.listen_host else s.interface,
             security=security_for(job.tls),
-            dashboard=s.dashboard,
+            dashboard=s.dashboard and dashboard_address is not None,
             dashboard_address=dashboard_address,
         )
         if endpoint.dashboard_socket:  # before the loop can accept anything on TCP
@@ -187,7 +196,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         await stop.wait()
         return
     dashboard = None
-    if s.dashboard and "dashboard" in scheduler.services:
+    if dashboard_address and "dashboard" in scheduler.services:
         port = scheduler.services["dashboard"].port
         host = dashboard_address.rpartition(":")[0] or job.plan.hosts[job.channel.rank]
         dashboard = (host, port)
@@ -219,11 +228,11 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
 
 
 def _worker_listen_kwargs(job: RankJob) -> dict[str, Any]:
-    """Single-host jobs: the worker, its nanny and its HTTP endpoint on 127.0.0.1 only."""
-    listen = job.endpoint.listen_host if job.endpoint else None
-    if listen:
-        return {"host": listen, "dashboard_address": f"{listen}:0"}
-    return {"interface": job.settings.interface}
+    """The worker and its nanny on this rank's job address (TLS); the worker's
+    unauthenticated HTTP endpoint on loopback only, serving /health alone."""
+    assert job.plan is not None
+    return {"host": job_ip(job.plan, job.channel.rank, job.settings.interface),
+            "dashboard_address": WORKER_HTTP_ADDRESS}
 
 
 async def run_worker(job: RankJob, stop: StopWatch) -> None:
@@ -245,11 +254,12 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
     address = got[1]["address"]
     cls = _import_class(s.worker_class)
     try:
+        listen = _worker_listen_kwargs(job)
         local_directory = s.local_directory or make_rank_scratch(s.job_directory, job.job_id,
                                                                  job.channel.rank)
     except MPILXError as e:
         logger.error("no worker on this rank: %s", e)
-        job.channel.send(job.plan.scheduler_rank, Tag.STATE, {"state": "lost"})
+        job.channel.send(job.plan.scheduler_rank, Tag.STATE, StateReport(RankState.LOST, str(e)))
         await stop.wait()
         return
     sched = job.plan.scheduler_rank
@@ -258,6 +268,8 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
         f"%(asctime)s dask-mpi-lx[rank {job.channel.rank}/{job.channel.size} worker-process "
         f"@{socket.gethostname()}] %(name)s %(levelname)s: %(message)s")
     prefer_for_oom_killer()
+    # the Nanny hands this process's dask config to the worker process
+    dask.config.set({"distributed.worker.http.routes": WORKER_HTTP_ROUTES})
     while not stop.event.is_set():
         scrub_process_environ()  # PMIx may set more after MPI_Init: keep worker processes clean
         worker = cls(
@@ -266,24 +278,29 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             nthreads=s.nthreads,
             memory_limit=s.memory_limit,
             local_directory=local_directory,
-            **_worker_listen_kwargs(job),
+            **listen,
             protocol=s.protocol,
             security=security_for(job.tls),
             death_timeout=60,
         )
         try:
             await worker
-        except Exception as e:
-            logger.error("worker failed to start: %s: %s", type(e).__name__, e)
+        except Exception as e:  # a lost rank: the pool must not count (or unpark) it
+            reason = f"worker failed to start: {type(e).__name__}: {e}"
+            logger.error("rank %d on %s: %s; this rank runs no worker until the job ends",
+                         job.channel.rank, job.plan.hosts[job.channel.rank], reason)
+            job.channel.send(sched, Tag.STATE, StateReport(RankState.LOST, reason))
+            await stop.wait()
+            break
         else:
-            job.channel.send(sched, Tag.STATE, {"state": "active"})
+            job.channel.send(sched, Tag.STATE, StateReport(RankState.ACTIVE))
             await _first(stop.wait(), worker.finished())
             if stop.event.is_set():
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(worker.close(reason=stop.reason),
                                            0.3 * s.stop_timeout(job.channel.size))
                 break
-        job.channel.send(sched, Tag.STATE, {"state": "parked"})
+        job.channel.send(sched, Tag.STATE, StateReport(RankState.PARKED))
         logger.info("worker parked; rank stays up until unparked or stopped")
         unpark = asyncio.ensure_future(job.channel.recv(Tag.UNPARK, source=sched))
         await _first(stop.wait(), asyncio.shield(unpark))

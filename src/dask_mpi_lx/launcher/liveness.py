@@ -10,16 +10,19 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from ..procfs import is_running, stat_fields
+import psutil
 
 
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot); None if it is gone or
-    a zombie. Comparing it catches a pid reused by another process."""
-    if not is_running(pid):
+def process_start_time(pid: int) -> float | None:
+    """When ``pid`` started (psutil's create time); None if it is gone or a zombie.
+    Comparing it catches a pid reused by another process."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except psutil.NoSuchProcess:
         return None
-    fields = stat_fields(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
 
 
 @dataclass
@@ -29,7 +32,7 @@ class RankProcess:
     rank: int
     host: str
     pid: int
-    start_time: int | None = None
+    start_time: float | None = None
 
     @property
     def local(self) -> bool:

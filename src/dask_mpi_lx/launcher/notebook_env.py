@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from ..config import (
+    JOB_DASHBOARD,
+    JOB_DASHBOARD_LINK,
+    JOB_DASHBOARD_SOCKET,
+    JOB_ID,
+    JOB_SCHEDULER_ADDRESS,
+)
 from ..mpi.environ import scrub_mpi
 from .jobtls import tls_config
 from .roles import plural_workers
@@ -25,7 +33,8 @@ class JobCluster:
 def dashboard_link_template(
     dashboard: tuple[str, int] | None, service_prefix: str | None
 ) -> str | None:
-    """A `distributed.dashboard.link` that works where the user is.
+    """A dashboard link template (``{port}``) for the job's cluster that works where the
+    user is.
 
     Behind JupyterHub: ``<prefix>proxy/dask-mpi-lx/dashboard/status``, served by this
     package's Jupyter server extension (`dask_mpi_lx.labext`) through the user's server and
@@ -42,28 +51,46 @@ def dashboard_link_template(
     return "http://" + ("127.0.0.1" if local else host) + ":{port}/status"
 
 
+def job_dashboard_link(dashboard: tuple[str, int] | None, service_prefix: str | None) -> str:
+    """The job's dashboard link, port filled in; "" without a dashboard."""
+    template = dashboard_link_template(dashboard, service_prefix)
+    return template.format(port=dashboard[1]) if template and dashboard else ""
+
+
+def _put(config: dict, key: str, value: Any) -> None:
+    """Set a dotted ``key`` in a nested config dict."""
+    *parents, last = key.split(".")
+    for part in parents:
+        config = config.setdefault(part, {})
+    config[last] = value
+
+
 def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
-    """The job-scoped dask config: the scheduler address, TLS, dashboard link and the Dask
-    tab's settings (attach to this job's cluster at start-up; no scaling on attach)."""
+    """The job-scoped dask config: the scheduler address, TLS, the job's dashboard (its
+    link is for the job's cluster only: ``distributed.dashboard.link`` stays as it is, so
+    a LocalCluster started in a kernel links to its own dashboard) and the Dask tab's
+    settings (attach to this job's cluster at start-up; no scaling on attach; SHUTDOWN
+    parks the job's workers)."""
     config: dict = {
         "scheduler-address": cluster.address,
         "distributed": {},
-        "mpi-lx": {"job": {"id": cluster.job_id, "scheduler-address": cluster.address}},
         "labextension": {
             "factory": {"module": "dask_mpi_lx", "class": "MPICluster", "args": [],
-                        "kwargs": {"exclusive": True}},
+                        "kwargs": {"exclusive": True, "park_on_close": True}},
             "default": {"workers": None, "adapt": None},
             "initial": [{"name": f"MPI job {cluster.job_id}: {plural_workers(cluster.n_workers)}"}],
         },
     }
+    _put(config, JOB_ID, cluster.job_id)
+    _put(config, JOB_SCHEDULER_ADDRESS, cluster.address)
     if cluster.tls_paths:
         config["distributed"]["comm"] = tls_config(cluster.tls_paths)
-    link = dashboard_link_template(cluster.dashboard, service_prefix)
-    if link:
-        config["distributed"]["dashboard"] = {"link": link}
-        config["mpi-lx"]["job"]["dashboard"] = list(cluster.dashboard)
+    link = job_dashboard_link(cluster.dashboard, service_prefix)
+    if link and cluster.dashboard:
+        _put(config, JOB_DASHBOARD_LINK, link)
+        _put(config, JOB_DASHBOARD, list(cluster.dashboard))
         if cluster.dashboard_socket:
-            config["mpi-lx"]["job"]["dashboard-socket"] = cluster.dashboard_socket
+            _put(config, JOB_DASHBOARD_SOCKET, cluster.dashboard_socket)
     return config
 
 

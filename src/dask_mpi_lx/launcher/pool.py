@@ -1,8 +1,11 @@
 """Scheduler-rank side of scaling within a fixed allocation: park and unpark worker ranks.
 
 A parked rank stays alive (the MPI job is intact) but runs no worker process, so its memory
-is free. The pool answers three scheduler RPCs that `MPICluster` calls:
-``mpi_lx_info``, ``mpi_lx_scale(n)`` and ``mpi_lx_park(names)``.
+is free. The pool answers the scheduler RPCs that `MPICluster` calls: ``mpi_lx_info``,
+``mpi_lx_scale(n, timeout)``, ``mpi_lx_park(names)`` and the stream ``mpi_lx_subscribe``
+(`pool_stream`: workers and pool state, pushed on every change). The decisions
+are `pool_state.PoolState`'s; this module only feeds it the rank reports and carries out
+its actions over MPI and on the scheduler.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ from typing import Any
 
 from ..exceptions import ScaleError
 from ..mpi.channel import Channel
-from .protocol import Tag
+from .pool_state import Action, PoolState, Retire, Unpark
+from .protocol import RankState, StateReport, Tag
 from .roles import Plan, plural_workers, rank_of_worker, worker_name
 
 logger = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    """Tracks each worker rank as ``active`` or ``parked`` and moves ranks between the two;
-    a rank that died or failed is ``lost`` and no longer counts."""
+    """Moves worker ranks between running a worker and parked, as `PoolState` decides."""
 
     def __init__(self, scheduler: Any, channel: Channel, plan: Plan, job_id: str,
                  dashboard: tuple[str, int] | None):
@@ -31,14 +34,14 @@ class WorkerPool:
         self.plan = plan
         self.job_id = job_id
         self.dashboard = dashboard
-        self.wanted = {r: "active" for r in plan.worker_ranks}    # what we asked for
-        self.reported = {r: "active" for r in plan.worker_ranks}  # what each rank said last
-        self._unparking: set[int] = set()  # sent UNPARK, rank not yet reported active
-        self.lost: set[int] = set()
-        self._lock = asyncio.Lock()
+        self.state = PoolState.start(plan.worker_ranks)
+        self._changed = asyncio.Event()  # set (and replaced) on every transition
+        self._tasks: set[asyncio.Task] = set()
         self._listeners: list[asyncio.Task] = []
+        self._subscribers: set[Any] = set()  # pool_stream.PoolStatusPlugin
         scheduler.handlers.update(
-            {"mpi_lx_info": self.info, "mpi_lx_scale": self.scale, "mpi_lx_park": self.park}
+            {"mpi_lx_info": self.info, "mpi_lx_scale": self.scale, "mpi_lx_park": self.park,
+             "mpi_lx_subscribe": self.subscribe}
         )
 
     def start(self) -> None:
@@ -46,64 +49,89 @@ class WorkerPool:
                            asyncio.ensure_future(self._listen_lost())]
 
     async def stop(self) -> None:
-        for task in self._listeners:
+        for task in [*self._listeners, *self._tasks]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _mark_lost(self, ranks: list[int]) -> None:
-        for r in ranks:
-            if r in self.wanted and r not in self.lost:
-                self.lost.add(r)
-                self._unparking.discard(r)
-                logger.warning("worker rank %d is lost; %s remain", r, plural_workers(self.limit))
+    @property
+    def limit(self) -> int:
+        """Worker ranks that can run a worker: all of the job's, less the lost ones."""
+        return self.state.limit
 
+    # ------------------------------------------------------------------ rank reports
     async def _listen_lost(self) -> None:
         while True:
             got = await self.channel.recv(Tag.LOST, source=0)
             if got is not None:
-                self._mark_lost(got[1]["ranks"])
+                ranks = [int(r) for r in got[1]["ranks"]]
+                self._apply(self.state.lost(ranks, self._park_order))
+                for r in ranks:
+                    logger.warning("worker rank %d is lost; %s remain", r,
+                                   plural_workers(self.limit))
 
     async def _listen(self) -> None:
         while True:
             got = await self.channel.recv(Tag.STATE)
             if got is None:
                 continue
-            rank, msg = got
-            if msg["state"] == "lost":
-                self._mark_lost([rank])
-                continue
-            self.reported[rank] = msg["state"]
-            if msg["state"] == "active":
-                self._unparking.discard(rank)
-            elif rank in self._unparking:
-                pass  # the end of an earlier park; the rank restarts on our UNPARK next
-            elif self.wanted.get(rank) == "active":
-                # closed by someone else (retire_workers, client.shutdown): accept it
-                self.wanted[rank] = "parked"
-            elif msg["state"] == "active" and self.wanted.get(rank) == "parked":
-                # it came up after we parked it: retire it again
-                asyncio.ensure_future(self._retire([worker_name(rank)]))
-            logger.info("worker rank %d is %s", rank, msg["state"])
-
-    def _connected_names(self) -> set[str]:
-        return {ws.name for ws in self.scheduler.workers.values()}
-
-    def info(self) -> dict[str, Any]:
-        """Job, hosts and the state of every worker rank."""
-        connected = self._connected_names()
-        ranks = {}
-        for r in self.plan.worker_ranks:
-            name = worker_name(r)
-            if r in self.lost:
-                state = "lost"
-            elif self.wanted[r] == "parked":
-                state = "parked" if self.reported[r] == "parked" else "parking"
-            elif r in self._unparking or name not in connected:
-                state = "starting"
+            rank, payload = got
+            report = StateReport.parse(payload)
+            if report.state is RankState.LOST:
+                logger.warning("worker rank %d (%s) is lost%s; %s remain", rank,
+                               self._host(rank), f": {report.reason}" if report.reason else "",
+                               plural_workers(self.limit - 1))
             else:
-                state = "active"
-            ranks[r] = {"name": name, "host": self.plan.hosts[r], "state": state}
+                logger.info("worker rank %d is %s", rank, report.state.value)
+            self._apply(self.state.report(rank, report.state, self._park_order))
+
+    # ------------------------------------------------------------------ actions
+    def _apply(self, actions: list[Action]) -> None:
+        retire = [a.rank for a in actions if isinstance(a, Retire)]
+        for a in actions:
+            if isinstance(a, Unpark):
+                self.channel.send(a.rank, Tag.UNPARK, {})
+                logger.info("unparking worker rank %d", a.rank)
+        if retire:
+            logger.info("parking worker ranks %s", retire)
+            task = asyncio.ensure_future(self._retire(retire))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self._subscribers:
+            info = self.info()
+            for sub in list(self._subscribers):
+                sub.send("pool", info)
+
+    async def _retire(self, ranks: list[int]) -> None:
+        """Move their data to the other workers, then close each worker and its nanny; the
+        rank notices and reports "parked". A worker the scheduler keeps goes back to active."""
+        names = [worker_name(r) for r in ranks]
+        retired = await self.scheduler.retire_workers(names=names, close_workers=True,
+                                                      remove=True)
+        gone = {info.get("name") for info in (retired or {}).values()}
+        connected = {ws.name for ws in self.scheduler.workers.values()}
+        for r, name in zip(ranks, names, strict=True):
+            if name not in gone and name in connected:  # gone anyway: its report follows
+                logger.warning("the scheduler did not retire %s (its data could not move); "
+                               "it stays active", name)
+                self._apply(self.state.retire_refused(r))
+
+    def _park_order(self, active: list[int]) -> list[int]:
+        """Idle and least-loaded first, as the scheduler ranks them."""
+        names = self.scheduler.workers_to_close(n=len(active), attribute="name")
+        ranks = [rank_of_worker(str(n)) for n in names]
+        return [r for r in ranks if r in active]
+
+    # ------------------------------------------------------------------ RPCs
+    def info(self, request: int | None = None, problem: str = "", replaced: bool = False
+             ) -> dict[str, Any]:
+        """Job, hosts, the phase of every worker rank, and how a request ended: ``problem``
+        says why it did not reach ``request`` workers, ``replaced`` that a later request
+        took over before it finished."""
+        ranks = {r: {"name": worker_name(r), "host": self._host(r), "state": slot.phase.value}
+                 for r, slot in sorted(self.state.ranks.items())}
         return {
             "job_id": self.job_id,
             "hosts": sorted(set(self.plan.hosts)),
@@ -111,74 +139,63 @@ class WorkerPool:
             "scheduler_rank": self.plan.scheduler_rank,
             "dashboard": list(self.dashboard) if self.dashboard else None,
             "limit": self.limit,
+            "target": self.state.target,
+            "active": self.state.active,
+            "request": request,
+            "problem": problem,
+            "replaced": replaced,
             "ranks": ranks,
         }
 
-    @property
-    def limit(self) -> int:
-        """Worker ranks that can run a worker: all of the job's, less the lost ones."""
-        return len(self.plan.worker_ranks) - len(self.lost)
+    def subscribe(self, comm: Any) -> dict[str, Any]:
+        """Start streaming worker and pool changes on ``comm``; first the current state."""
+        from .pool_stream import PoolStatusPlugin, scheduler_identity
 
-    async def scale(self, n: int) -> dict[str, Any]:
-        """Make ``n`` worker ranks active, parking or unparking the difference."""
+        self._subscribers.add(PoolStatusPlugin(self.scheduler, comm, self._subscribers.discard))
+        return {"identity": scheduler_identity(self.scheduler), "pool": self.info()}
+
+    def _host(self, rank: int) -> str:
+        return self.plan.hosts[rank]
+
+    async def scale(self, n: int, timeout: float | None = None) -> dict[str, Any]:
+        """Make ``n`` worker ranks active and wait (up to ``timeout`` s) until they are;
+        the reply's ``problem`` says why not when they are not."""
         limit = self.limit
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ScaleError(f"cannot scale to {n!r} workers: give a whole number from 0 to {limit}")
         if n > limit:
+            lost = len(self.plan.worker_ranks) - limit
             raise ScaleError(
                 f"cannot scale to {n} workers: this MPI job has {limit} worker ranks "
                 f"(world size {self.plan.size} minus the notebook and scheduler ranks"
-                + (f", minus {len(self.lost)} lost" if self.lost else "")
+                + (f", minus {lost} lost" if lost else "")
                 + "); start the server with more cores to get more"
             )
-        async with self._lock:
-            usable = [r for r in self.plan.worker_ranks if r not in self.lost]
-            active = [r for r in usable if self.wanted[r] == "active"]
-            parked = [r for r in usable if self.wanted[r] == "parked"]
-            if n < len(active):
-                names = self._choose_to_park(active, len(active) - n)
-                await self._park_names(names)
-            for r in parked[: max(0, n - len(active))]:
-                self.wanted[r] = "active"
-                self._unparking.add(r)
-                self.channel.send(r, Tag.UNPARK, {})
-                logger.info("unparking worker rank %d", r)
-        return self.info()
+        self._apply(self.state.scale(n, self._park_order))
+        generation = self.state.generation
+        problem = await self._until_settled(n, generation, timeout)
+        return self.info(request=n, problem=problem,
+                         replaced=self.state.generation != generation)
+
+    async def _until_settled(self, n: int, generation: int, timeout: float | None) -> str:
+        """Wait until no rank is parking or starting; what kept it from ``n`` workers."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self.state.settled and self.state.generation == generation:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        if self.state.generation != generation:
+            return f"a later request (to {plural_workers(self.state.target)}) replaced it"
+        why = self.state.shortfall(n)
+        if why and not self.state.settled and timeout is not None:
+            why += f" after {timeout:g}s"
+        return why
 
     async def park(self, names: list[str]) -> dict[str, Any]:
-        """Park the named workers (names as `Adaptive` passes them)."""
-        async with self._lock:
-            await self._park_names(list(names))
+        """Park the named workers (names as `Adaptive` passes them); does not wait."""
+        ranks = [r for r in (rank_of_worker(str(n)) for n in names) if r is not None]
+        self._apply(self.state.park(ranks))
         return self.info()
-
-    def _choose_to_park(self, active: list[int], count: int) -> list[str]:
-        """Idle and least-loaded first, as the scheduler ranks them; then highest ranks."""
-        active_names = [worker_name(r) for r in active]
-        preferred = self.scheduler.workers_to_close(n=count, attribute="name")
-        chosen = [n for n in preferred if n in active_names][:count]
-        for name in reversed(active_names):
-            if len(chosen) >= count:
-                break
-            if name not in chosen:
-                chosen.append(name)
-        return chosen
-
-    async def _park_names(self, names: list[str]) -> None:
-        ranks = [rank_of_worker(n) for n in names]
-        ranks = [r for r in ranks if r in self.wanted and self.wanted[r] == "active"]
-        if not ranks:
-            return
-        for r in ranks:
-            self.wanted[r] = "parked"
-        wanted_names = [worker_name(r) for r in ranks]
-        connected = self._connected_names()
-        to_retire = [n for n in wanted_names if n in connected]
-        logger.info("parking worker ranks %s", ranks)
-        if to_retire:
-            await self._retire(to_retire)
-
-    async def _retire(self, names: list[str]) -> None:
-        if names:
-            # moves their data to the other workers, then closes the worker and its nanny;
-            # the rank notices and parks itself
-            await self.scheduler.retire_workers(names=names, close_workers=True, remove=True)

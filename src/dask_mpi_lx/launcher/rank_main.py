@@ -14,6 +14,7 @@ from ..logs import RankContext
 from ..mpi.channel import Channel
 from ..mpi.environ import HUB_SECRET_PREFIXES, MPI_PREFIXES, scrub_process_environ
 from .dask_ranks import RankJob, StopWatch, install_stop_signals, serve_rank
+from .jobdir import remove_rank_scratch
 from .protocol import Tag
 from .roles import Role
 
@@ -22,8 +23,23 @@ logger = logging.getLogger(__name__)
 
 def drop_inherited_secrets() -> None:
     """Remove hub tokens from this Dask rank's environment (rank 0's child keeps them),
+    also from what ``/proc/<pid>/environ`` shows (batch mode cannot re-execute: MPI runs),
     and MPI variables, so the worker processes a Nanny starts are not part of the MPI job."""
-    scrub_process_environ(HUB_SECRET_PREFIXES + MPI_PREFIXES)
+    scrub_process_environ(HUB_SECRET_PREFIXES + MPI_PREFIXES, wipe=HUB_SECRET_PREFIXES)
+
+
+def _remove_own_scratch(job: RankJob) -> None:
+    """This rank's spill directory, gone however the rank leaves (see `remove_rank_scratch`)."""
+    if job.settings is not None and not job.settings.local_directory:
+        remove_rank_scratch(job.settings.job_directory, job.job_id, [job.channel.rank])
+
+
+async def _scratch_goes_first_on_a_signal(job: RankJob, stop: StopWatch) -> None:
+    """After SIGTERM (scancel, walltime, mpirun) the launcher SIGKILLs the ranks about a
+    second later, before a worker may have closed: remove the spill directory at once."""
+    await stop.wait()
+    if stop.reason.startswith("signal-"):
+        _remove_own_scratch(job)
 
 
 def say_hello(channel: Channel) -> None:
@@ -56,7 +72,12 @@ async def rank_main(channel: Channel, context: RankContext, plan_timeout: float 
         context.role = job.role.value
         dask.config.set(rank_dask_config())
         logger.info("role: %s", job.role.value)
-        await serve_guarded(job, stop)
+        early = asyncio.ensure_future(_scratch_goes_first_on_a_signal(job, stop))
+        try:
+            await serve_guarded(job, stop)
+        finally:
+            early.cancel()
+            _remove_own_scratch(job)
     else:
         plan_task.cancel()
     await stop.wait()

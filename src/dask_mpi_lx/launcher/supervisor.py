@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..config import Settings
@@ -25,7 +27,7 @@ from .protocol import Tag
 logger = logging.getLogger(__name__)
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-PR_SET_PDEATHSIG = 1
+PDEATHSIG_EXEC = Path(__file__).with_name("pdeathsig_exec.py")
 LOST_CHECK_INTERVAL = 2.0  # seconds between checks of the ranks' processes
 GO_TIMEOUT = 30.0  # the Dask ranks start at the latest this long after the command
 
@@ -69,8 +71,8 @@ async def _watch_ranks(channel: Channel, started: StartedCluster, settings: Sett
         channel.send(plan.scheduler_rank, Tag.LOST, {"ranks": lost})
 
 
-def _prepare_job_files(started: StartedCluster, settings: Settings) -> JobDirectory:
-    jobdir = JobDirectory(settings.job_directory, started.job_id)
+def _prepare_job_files(started: StartedCluster, settings: Settings, job: _Job) -> JobDirectory:
+    jobdir = job.jobdir = JobDirectory(settings.job_directory, started.job_id)
     tls_paths = jobdir.write_tls(started.tls) if started.tls else None
     assert started.plan is not None and started.address is not None
     cluster = JobCluster(job_id=started.job_id, address=started.address,
@@ -97,11 +99,40 @@ async def _report_ready(channel: Channel, started: StartedCluster, settings: Set
         logger.error("the Dask cluster at %s did not start: %s", started.address, done.problem)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when rank 0 dies (even by SIGKILL), so the
-    Jupyter server never outlives the job's rank 0 and keeps answering the hub half-alive."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+class Signals:
+    """SIGTERM/SIGINT/SIGHUP on rank 0, handled from the first moment of the job: while the
+    cluster starts they cancel the start-up (`startup`) and the command never runs; once
+    the command runs they are forwarded to it. Either way the job's files are removed."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self.startup: asyncio.Future | None = None
+        self.child: asyncio.subprocess.Process | None = None
+        self._loop = asyncio.get_running_loop()
+        for sig in FORWARDED:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.child is not None:
+            if self.child.returncode is None:
+                logger.info("forwarding %s to pid %d", sig.name, self.child.pid)
+                self.child.send_signal(sig)
+            return
+        if self.received is None:
+            logger.info("got %s before the command started; stopping the job", sig.name)
+            self.received = sig
+        if self.startup is not None:
+            self.startup.cancel()
+
+    def close(self) -> None:
+        for sig in FORWARDED:
+            self._loop.remove_signal_handler(sig)
+
+
+def child_argv(cmd: list[str]) -> list[str]:
+    """``cmd`` behind `pdeathsig_exec`: it gets SIGTERM when rank 0 dies (even by SIGKILL),
+    so the Jupyter server never outlives the job's rank 0 and answers the hub half-alive."""
+    return [sys.executable, "-I", "-S", str(PDEATHSIG_EXEC), str(os.getpid()), *cmd]
 
 
 async def _release_ranks_once_listening(channel: Channel, pid: int | None) -> None:
@@ -116,89 +147,122 @@ async def _release_ranks_once_listening(channel: Channel, pid: int | None) -> No
         channel.send(r, Tag.GO, {})
 
 
-async def _run_child(cmd: list[str], env: dict[str, str],
+async def _run_child(cmd: list[str], env: dict[str, str], signals: Signals,
                      on_start: Callable[[int | None], Any] | None = None) -> int:
-    try:
-        child = await asyncio.create_subprocess_exec(*cmd, env=env, preexec_fn=_die_with_parent)
-    except OSError as e:
-        logger.error("cannot start %r: %s", cmd[0], e.strerror or e)
+    problem = None
+    if not shutil.which(cmd[0], path=env.get("PATH", os.defpath)):
+        problem = "no such executable file (on the command's PATH)"
+    else:
+        try:
+            signals.child = await asyncio.create_subprocess_exec(*child_argv(cmd), env=env)
+        except OSError as e:
+            problem = e.strerror or str(e)
+    if signals.child is None:
+        logger.error("cannot start %r: %s", cmd[0], problem)
         if on_start:
             on_start(None)
         return 127
-    logger.info("started %s (pid %d)", cmd[0], child.pid)
+    logger.info("started %s (pid %d)", cmd[0], signals.child.pid)
     if on_start:
-        on_start(child.pid)
-    loop = asyncio.get_running_loop()
-
-    def forward(sig: signal.Signals) -> None:
-        logger.info("forwarding %s to pid %d", sig.name, child.pid)
-        if child.returncode is None:
-            child.send_signal(sig)
-
-    for sig in FORWARDED:
-        loop.add_signal_handler(sig, forward, sig)
-    rc = await child.wait()
-    for sig in FORWARDED:
-        loop.remove_signal_handler(sig)
+        on_start(signals.child.pid)
+    rc = await signals.child.wait()
     return rc if rc >= 0 else 128 - rc
+
+
+@dataclass
+class _Job:
+    """What rank 0 must clean up, filled in as it appears."""
+
+    started: StartedCluster
+    jobdir: JobDirectory | None = None
+    tasks: list[asyncio.Future] = field(default_factory=list)
 
 
 async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
                     settings_problem: str | None = None) -> JobEnd:
-    """Start the cluster, run ``cmd`` with its address, stop the cluster when ``cmd`` ends."""
-    t0 = time.monotonic()
-    started = StartedCluster(job_id=current_job_id(), plan=None, tls=None)
-    if channel.size > 1:
-        # behind a hub the Jupyter server proxies the dashboard: no TCP port for it at all
-        behind_hub = bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
-        started = await start_cluster(channel, settings, started.job_id, settings_problem,
-                                      private_dashboard=behind_hub)
-    else:
+    """Start the cluster, run ``cmd`` with its address, stop the cluster when ``cmd`` ends.
+    A signal before ``cmd`` runs ends the start-up; the job's files go on every path."""
+    signals = Signals()
+    job = _Job(StartedCluster(job_id=current_job_id(), plan=None, tls=None))
+    try:
+        try:
+            rc = await _start_and_run(channel, settings, cmd, settings_problem, signals, job)
+        finally:
+            for task in job.tasks:
+                task.cancel()
+            if job.jobdir:  # first: after a SIGTERM, mpirun SIGKILLs every rank a second later
+                job.jobdir.remove()
+            remove_socket(job.started.dashboard_socket)
+        t1 = time.monotonic()
+        timeout = settings.stop_timeout(channel.size) if settings else 4.0 + 0.15 * channel.size
+        silent = await stop_cluster(channel, job.started, f"notebook-exit-{rc}", timeout)
+        logger.info("cluster stopped in %.2fs%s", time.monotonic() - t1,
+                    f"; ranks {silent} did not answer" if silent else "")
+    finally:
+        signals.close()
+    return JobEnd(rc, silent, sorted(job.started.watch.lost))
+
+
+async def _start_up(channel: Channel, settings: Settings | None, started: StartedCluster,
+                    settings_problem: str | None, signals: Signals) -> StartedCluster:
+    """The cluster's start-up; a signal cancels it (the job then has no cluster)."""
+    if channel.size <= 1:
         started.problem = settings_problem or "the MPI world has 1 rank (run under mpirun -np N)"
-    jobdir = None
-    if started.ok:
+        return started
+    # behind a hub the Jupyter server proxies the dashboard: no TCP port for it at all
+    behind_hub = bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
+    signals.startup = asyncio.ensure_future(start_cluster(
+        channel, settings, started.job_id, settings_problem, private_dashboard=behind_hub))
+    try:
+        return await signals.startup
+    except asyncio.CancelledError:
+        if signals.received is None:
+            raise
+        started.problem = f"stopped by {signals.received.name} while starting"
+        return started
+    finally:
+        signals.startup = None
+
+
+async def _start_and_run(channel: Channel, settings: Settings | None, cmd: list[str],
+                         settings_problem: str | None, signals: Signals, job: _Job) -> int:
+    """Start the cluster and the job's files, run the command; its exit code."""
+    t0 = time.monotonic()
+    started = job.started = await _start_up(channel, settings, job.started, settings_problem,
+                                            signals)
+    if started.ok and not signals.received:
         assert settings is not None
         try:
-            jobdir = _prepare_job_files(started, settings)
+            job.jobdir = _prepare_job_files(started, settings, job)
         except Exception as e:
             started.problem = f"cannot write the job's files: {e}"
-    watcher = None
-    if jobdir and started.early:
+            if job.jobdir:
+                job.jobdir.remove()
+                job.jobdir = None
+    if signals.received:  # stopped while starting: the command never runs
+        return 128 + signals.received
+    if job.jobdir and started.early:
         logger.info("Dask cluster starting at %s (%d workers), joining while the command "
                     "starts; job files in %s", started.address, len(started.plan.worker_ranks),
-                    jobdir.path)
-        env = child_environment(os.environ, started.address, str(jobdir.dask_config_dir))
-        watcher = asyncio.ensure_future(_report_ready(channel, started, settings))
-    elif jobdir:
+                    job.jobdir.path)
+        env = child_environment(os.environ, started.address, str(job.jobdir.dask_config_dir))
+        job.tasks.append(asyncio.ensure_future(_report_ready(channel, started, settings)))
+    elif job.jobdir:
         logger.info("Dask cluster ready at %s (%d workers); job files in %s", started.address,
-                    len(started.plan.worker_ranks), jobdir.path)
-        env = child_environment(os.environ, started.address, str(jobdir.dask_config_dir))
+                    len(started.plan.worker_ranks), job.jobdir.path)
+        env = child_environment(os.environ, started.address, str(job.jobdir.dask_config_dir))
     else:
         logger.warning("no Dask cluster for this job: %s; starting the command anyway",
                        started.problem)
         env = child_environment(os.environ, None, None)
     logger.info("starting the command %.2fs after launch", time.monotonic() - t0)
-    ranks_watch = (asyncio.ensure_future(_watch_ranks(channel, started, settings))
-                   if started.plan and settings else None)
-    release: list[asyncio.Future] = []
+    if started.plan and settings:
+        job.tasks.append(asyncio.ensure_future(_watch_ranks(channel, started, settings)))
 
     def on_start(pid: int | None) -> None:
         if started.hold_until_go:
-            release.append(asyncio.ensure_future(_release_ranks_once_listening(channel, pid)))
+            job.tasks.append(asyncio.ensure_future(_release_ranks_once_listening(channel, pid)))
 
-    rc = await _run_child(cmd, env, on_start)
-    for task in release:
-        task.cancel()
+    rc = await _run_child(cmd, env, signals, on_start)
     logger.info("command exited with code %d; stopping the cluster", rc)
-    for task in (watcher, ranks_watch):
-        if task:
-            task.cancel()
-    if jobdir:  # first: after a SIGTERM, mpirun SIGKILLs every rank about a second later
-        jobdir.remove()
-    remove_socket(started.dashboard_socket)
-    t1 = time.monotonic()
-    timeout = settings.stop_timeout(channel.size) if settings else 4.0 + 0.15 * channel.size
-    silent = await stop_cluster(channel, started, f"notebook-exit-{rc}", timeout)
-    logger.info("cluster stopped in %.2fs%s", time.monotonic() - t1,
-                f"; ranks {silent} did not answer" if silent else "")
-    return JobEnd(rc, silent, sorted(started.watch.lost))
+    return rc

@@ -6,10 +6,11 @@ import os
 from collections.abc import Mapping
 
 #: Prefixes of variables that tie a process to an MPI job (Open MPI 4/5, PMIx, MPICH/Hydra,
-#: Intel MPI, PSM). A child that keeps them joins, or breaks, the parent's MPI job.
+#: Intel MPI, HPE Cray PALS, PSM). A child that keeps them joins, or breaks, the parent's
+#: MPI job.
 MPI_PREFIXES = (
     "OMPI_", "PMIX_", "OPAL_", "ORTE_", "PRTE_",
-    "PMI_", "HYDI_", "HYDRA_", "MPIR_", "MPICH_", "I_MPI_",
+    "PMI_", "HYDI_", "HYDRA_", "MPIR_", "MPICH_", "I_MPI_", "PALS_",
     "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HFI_", "IPATH_",
 )  # fmt: skip
 
@@ -17,14 +18,15 @@ MPI_PREFIXES = (
 #: the job-level ones (SLURM_JOB_ID, SLURM_NTASKS...) stay so `srun` works from a kernel.
 SLURM_TASK_PREFIXES = ("SLURM_STEP_", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_TASK_PID",
                        "SLURM_GTIDS", "SLURM_NODEID", "SLURM_CPU_BIND", "SLURM_LAUNCH_NODE_IPADDR",
-                       "SLURM_SRUN_COMM_")  # fmt: skip
+                       "SLURM_SRUN_COMM_", "SLURM_PMIXP_")  # fmt: skip
 
 #: JupyterHub credentials handed to the single-user server: only rank 0's child may keep them.
 HUB_SECRET_PREFIXES = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_OAUTH_",
                        "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_SSL_", "JPY_")  # fmt: skip
 
 #: Where each launcher puts the rank and the world size, checked in order.
-RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID", "PMI_ID")
+RANK_VARS = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "PALS_RANKID", "SLURM_PROCID",
+             "PMI_ID")
 
 
 def without_prefixes(env: Mapping[str, str], prefixes: tuple[str, ...]) -> dict[str, str]:
@@ -85,24 +87,35 @@ def job_id(env: Mapping[str, str] | None = None) -> str:
     return f"local-{os.getpid()}"
 
 
-def scrub_process_environ(prefixes: tuple[str, ...] = MPI_PREFIXES) -> list[str]:
+def scrub_process_environ(prefixes: tuple[str, ...] = MPI_PREFIXES,
+                          wipe: tuple[str, ...] = ()) -> list[str]:
     """Remove matching variables from this process's environment, both ``os.environ`` and
     the C-level ``environ`` (which MPI libraries change with setenv behind Python's back,
-    and which child processes inherit). Returns the names removed."""
+    and which child processes inherit). Returns the names removed.
+
+    Variables matching ``wipe`` are also overwritten in place (zeros): unsetenv only drops
+    the pointer, and ``/proc/<pid>/environ`` goes on showing the process's initial block.
+    Only for values nothing reads later (hub tokens), never MPI's own variables."""
     import ctypes
 
     names = {k for k in os.environ if k.startswith(prefixes)}
+    to_wipe: list[tuple[int, int]] = []  # (address, length): wiped once no longer listed
     try:
-        c_environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+        c_environ = ctypes.POINTER(ctypes.c_void_p).in_dll(ctypes.CDLL(None), "environ")
         i = 0
-        while c_environ[i] is not None:
-            name = c_environ[i].split(b"=", 1)[0].decode(errors="replace")
+        while c_environ[i]:
+            entry = ctypes.string_at(c_environ[i])
+            name = entry.split(b"=", 1)[0].decode(errors="replace")
             if name.startswith(prefixes):
                 names.add(name)
+                if name.startswith(wipe):
+                    to_wipe.append((c_environ[i], len(entry)))
             i += 1
     except (OSError, ValueError, AttributeError):  # no C environ to read: os.environ only
         pass
     for name in names:
         os.environ.pop(name, None)
         os.unsetenv(name)
+    for address, length in to_wipe:
+        ctypes.memset(address, 0, length)
     return sorted(names)
