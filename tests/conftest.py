@@ -91,7 +91,7 @@ def processes_started(mark: str, before: set[tuple[int, float]]) -> list[psutil.
 def _live_job_of_others(path: Path, mark: str) -> bool:
     """A new entry of a job this test did not start (another session's, a hub's) whose
     owner still runs: not this test's leftover."""
-    from dask_mpi_lx.launcher.jobdir import OWNED, owner_alive
+    from dask_mpi_lx.runtime.scratch import OWNED, owner_alive
 
     m = OWNED.match(path.name)
     if not m or not owner_alive(int(m["pid"]), int(m["start"])):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import keepalive
+from .cluster.labcard import keep_job_card
 from .config import JOB_DASHBOARD, JOB_DASHBOARD_SOCKET, job_setting, keepalive_interval
 
 PLUGIN = "dask-labextension:plugin"
@@ -105,8 +106,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
 
     def apply() -> None:  # JupyterLab's settings handlers may register after this extension
         n = set_default_dashboard_url(serverapp.web_app, url)
+        kept = keep_job_card()  # dask-labextension's manager may load after this extension
         attempts["left"] -= 1
-        if n or not attempts["left"]:
+        if (n and kept) or not attempts["left"]:
             serverapp.log.info("dask-mpi-lx: dashboard at %s (Dask tab default; %d handlers)",
                                url, n)
         else:

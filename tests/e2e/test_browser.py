@@ -140,6 +140,37 @@ def test_notebook_cell_uses_the_cluster(lab, hub: Hub):
     shot(page, "notebook-cell")
 
 
+def card_title(page) -> str:
+    return page.locator(f"{CARD} .dask-ClusterListingItem-title").first.inner_text().strip()
+
+
+def test_shutdown_on_the_job_card_parks_its_workers_and_the_card_stays(lab):
+    """SHUTDOWN on the job's card stops the job's workers (their ranks park) and the card
+    stays listed under the same name with 0 workers, also after a Lab reload; SCALE brings
+    the workers back."""
+    page = lab["page"]
+    open_dask_tab(page)
+    name = re.match(r"MPI job \d+", card_title(page)).group(0)
+    page.locator(CARD).first.locator(".dask-ClusterListingItem-stop").click()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if page.locator(CARD).count() == 1 and card_workers(page) == 0:
+            break
+        time.sleep(0.5)
+    assert page.locator(CARD).count() == 1 and card_workers(page) == 0
+    assert card_title(page) == f"{name}: 0 workers", card_title(page)
+    shot(page, "after-shutdown")
+    page.goto(page.url.split("/lab")[0] + "/lab")
+    open_dask_tab(page)
+    assert page.locator(CARD).count() == 1 and card_title(page) == f"{name}: 0 workers"
+    scale_dialog(page, workers=WORKERS)
+    assert wait_card_workers(page, WORKERS, timeout=60) == WORKERS
+    deadline = time.monotonic() + 15
+    while card_title(page) != f"{name}: {WORKERS} workers" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert card_title(page) == f"{name}: {WORKERS} workers"
+
+
 def test_lab_reload_keeps_the_dashboard_connected(lab):
     page = lab["page"]
     page.goto(page.url.split("/lab")[0] + "/lab")

@@ -117,6 +117,31 @@ def test_dashboard_through_the_proxy_needs_the_users_hub_auth(hub, server):
     if anonymous.status == 302:
         location = {k.lower(): v for k, v in anonymous.headers.items()}.get("location", "")
         assert "/hub/" in location, anonymous.headers
+    # the dashboard's websocket (bokeh) too: jupyter-server-proxy before 4.1.1 let it through
+    # without the user's login (CVE-2024-28179)
+    ws_url = hub.url.replace("http", "ws", 1) + link.replace("/status", "/status/ws")
+    assert websocket_upgrade(ws_url, hub.token) == 101
+    assert websocket_upgrade(ws_url, None) in (302, 403)
+
+
+def websocket_upgrade(url: str, token: str | None) -> int:
+    """101 when the websocket opened, else the HTTP status that refused it."""
+    import asyncio
+
+    from tornado.httpclient import HTTPClientError, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    async def attempt() -> int:
+        headers = {"Authorization": f"token {token}"} if token else {}
+        try:
+            ws = await websocket_connect(HTTPRequest(url, headers=headers,
+                                                     follow_redirects=False))
+        except HTTPClientError as e:
+            return e.code
+        ws.close()
+        return 101
+
+    return asyncio.run(attempt())
 
 
 MPI_FROM_KERNEL = r'''

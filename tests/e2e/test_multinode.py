@@ -340,7 +340,7 @@ def test_down_removes_what_up_made_and_nothing_else(mstack):
     from tests.e2e.conftest import _stack
 
     subprocess.run(["ip", "netns", "add", "keep-me"], check=True)
-    subprocess.run(["ip", "link", "add", "keep-me0", "type", "dummy"], check=True)
+    subprocess.run(["ip", "link", "add", "keep-me0", "type", "bridge"], check=True)
     hosts = Path("/etc/hosts").read_text()
     Path("/etc/hosts").write_text(hosts + "127.0.0.9 keep-me\n")
     try:

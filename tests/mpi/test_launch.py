@@ -199,7 +199,9 @@ def test_plain_tcp_and_keyless_tls_clients_are_refused(dask_mpi_lx_cmd):
     outcomes = _keyless_outcomes(dask_mpi_lx_cmd)
     assert outcomes["tcp"][:2] == ["refused", "CommClosedError"], outcomes
     assert outcomes["tls-nokey"][:2] == ["refused", "CommClosedError"], outcomes
-    assert "CERTIFICATE_REQUIRED" in outcomes["tls-nokey"][2], outcomes
+    # the scheduler's TLS alert, or its close before the client read the alert
+    assert ("CERTIFICATE_REQUIRED" in outcomes["tls-nokey"][2]
+            or outcomes["tls-nokey"][2].startswith("SSLEOFError")), outcomes
     assert outcomes["job-client"] == 3
     # only the job's own client ever registered (the scheduler's internal one aside)
     assert outcomes["clients"] <= 2

@@ -11,7 +11,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application, RequestHandler
 
 from dask_mpi_lx.keepalive import tasks_processing
-from dask_mpi_lx.launcher.dashboard_socket import remove_socket, serve_on_unix_socket
+from dask_mpi_lx.runtime.dashboard_socket import remove_socket, serve_on_unix_socket
 
 
 class Counts(RequestHandler):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from dask_mpi_lx.config import resolve
-from dask_mpi_lx.launcher import addresses
-from dask_mpi_lx.launcher.addresses import NoJobAddressError, job_ip
-from dask_mpi_lx.launcher.coordinator import default_dashboard_address, plan_endpoint
-from dask_mpi_lx.launcher.roles import plan_roles
+from dask_mpi_lx.runtime import addresses
+from dask_mpi_lx.runtime.addresses import NoJobAddressError, job_ip
+from dask_mpi_lx.runtime.coordinator import default_dashboard_address, plan_endpoint
+from dask_mpi_lx.runtime.roles import plan_roles
 
 SPREAD = ["n1", "n1", "n1", "n2", "n2", "n2"]
 
@@ -18,7 +18,7 @@ def fake_route(monkeypatch):
     """The address the kernel would pick towards a peer host (no network needed)."""
     routes = {"n1": "10.9.0.12", "n2": "10.9.0.11"}
     monkeypatch.setattr("distributed.utils.get_ip", lambda host, port=80: routes[host])
-    monkeypatch.setattr("dask_mpi_lx.launcher.coordinator._free_port", lambda host: 40000)
+    monkeypatch.setattr("dask_mpi_lx.runtime.coordinator._free_port", lambda host: 40000)
     return routes
 
 

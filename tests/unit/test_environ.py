@@ -69,7 +69,7 @@ def test_dropped_hub_token_is_gone_from_proc_environ_too():
     import subprocess
     import sys
 
-    code = ("from dask_mpi_lx.launcher.rank_main import drop_inherited_secrets\n"
+    code = ("from dask_mpi_lx.runtime.rank_main import drop_inherited_secrets\n"
             "drop_inherited_secrets()\n"
             "import os\n"
             "print(open('/proc/self/environ', 'rb').read().count(b'tok-123'),"

@@ -11,17 +11,17 @@ import pytest
 import yaml
 
 from dask_mpi_lx.exceptions import MPILXError
-from dask_mpi_lx.launcher import jobdir
-from dask_mpi_lx.launcher.jobdir import (
+from dask_mpi_lx.launcher.jobdir import JobDirectory
+from dask_mpi_lx.runtime import scratch as jobdir
+from dask_mpi_lx.runtime.scratch import (
     OWNED,
-    JobDirectory,
     make_rank_scratch,
     owner_alive,
     owner_tag,
     safe_job_id,
     sweep_leftovers,
 )
-from dask_mpi_lx.launcher.jobtls import new_job_tls, security_for
+from dask_mpi_lx.runtime.tls import new_job_tls, security_for
 
 
 def mode(p):

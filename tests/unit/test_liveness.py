@@ -12,7 +12,7 @@ import time
 
 import psutil
 
-from dask_mpi_lx.launcher.liveness import RankWatch, process_start_time
+from dask_mpi_lx.runtime.liveness import RankWatch, process_start_time
 
 
 def _sleeper() -> subprocess.Popen:

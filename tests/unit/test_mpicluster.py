@@ -14,13 +14,13 @@ import pytest
 from distributed import Scheduler, Worker
 from distributed.core import Status
 
-from dask_mpi_lx.cluster import labtitle
+from dask_mpi_lx.cluster import labcard
 from dask_mpi_lx.cluster.mpicluster import MPICluster, ScaleWarning
 from dask_mpi_lx.config import JOB_DASHBOARD_LINK, JOB_ID, JOB_SCHEDULER_ADDRESS
 from dask_mpi_lx.exceptions import MPILXError, ScaleError, SchedulerNotFoundError
-from dask_mpi_lx.launcher.pool import WorkerPool
-from dask_mpi_lx.launcher.protocol import RankState, StateReport, Tag
-from dask_mpi_lx.launcher.roles import plan_roles, worker_name
+from dask_mpi_lx.runtime.pool import WorkerPool
+from dask_mpi_lx.runtime.protocol import RankState, StateReport, Tag
+from dask_mpi_lx.runtime.roles import plan_roles, worker_name
 from tests.unit.test_pool import FakeChannel
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -116,7 +116,7 @@ def test_card_title_in_the_dask_tab_follows_the_worker_count(monkeypatch):
             await cluster.close()
 
     first, after = in_job(body)
-    assert labtitle.retitle(object(), "x") is False
+    assert labcard.retitle(object(), "x") is False
     assert after == "MPI job 42: 2 workers"
     assert first in ("MPICluster 2", "MPI job 42: 3 workers")  # until the first event
 

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from dask_mpi_lx.exceptions import ScaleError
-from dask_mpi_lx.launcher.pool import WorkerPool
-from dask_mpi_lx.launcher.protocol import RankState, StateReport, Tag
-from dask_mpi_lx.launcher.roles import plan_roles, worker_name
+from dask_mpi_lx.runtime.pool import WorkerPool
+from dask_mpi_lx.runtime.protocol import RankState, StateReport, Tag
+from dask_mpi_lx.runtime.roles import plan_roles, worker_name
 
 SCHED = 1
 START = 0.05  # seconds a fake worker takes to start

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dask_mpi_lx.launcher.pool_state import Phase, PoolState, Retire, Unpark
-from dask_mpi_lx.launcher.protocol import RankState
+from dask_mpi_lx.runtime.pool_state import Phase, PoolState, Retire, Unpark
+from dask_mpi_lx.runtime.protocol import RankState
 
 RANKS = (2, 3, 4)
 

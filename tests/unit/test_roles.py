@@ -1,7 +1,7 @@
 import pytest
 
 from dask_mpi_lx.exceptions import WorldTooSmallError
-from dask_mpi_lx.launcher.roles import Role, plan_roles, rank_of_worker, worker_name
+from dask_mpi_lx.runtime.roles import Role, plan_roles, rank_of_worker, worker_name
 
 
 def test_single_host_scheduler_on_rank1():

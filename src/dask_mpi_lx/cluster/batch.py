@@ -25,7 +25,7 @@ def in_mpi_world() -> bool:
 def serve(channel: Channel) -> bool:
     """Ranks above 0: serve as scheduler or worker until rank 0 closes the cluster. Returns
     whether MPI_Finalize is still safe (no rank of the job died)."""
-    from ..launcher.rank_main import drop_inherited_secrets, rank_main, say_hello
+    from ..runtime.rank_main import drop_inherited_secrets, rank_main, say_hello
 
     say_hello(channel)
     context = RankContext(channel.rank, channel.size)

@@ -19,10 +19,10 @@ from distributed.security import Security
 
 from ..config import JOB_ID, attach_setting, job_setting
 from ..exceptions import MPILXError, ScaleError, SchedulerNotFoundError
-from ..launcher.roles import plural_workers
+from ..runtime.roles import plural_workers
 from .adaptive import MPIAdaptive
 from .dashboard import job_dashboard_link
-from .labtitle import retitle
+from .labcard import retitle
 from .pool_view import PoolView
 
 logger = logging.getLogger(__name__)
@@ -209,9 +209,9 @@ class MPICluster(Cluster):
         return address
 
     async def _start_batch(self) -> str:
-        from ..launcher.coordinator import start_cluster
-        from ..launcher.jobtls import security_for
         from ..mpi.environ import job_id
+        from ..runtime.coordinator import start_cluster
+        from ..runtime.tls import security_for
 
         self._started = await start_cluster(self._channel, self._settings, job_id())
         if not self._started.ok:
@@ -269,6 +269,11 @@ class MPICluster(Cluster):
         else:
             super()._update_worker_status(op, msg)
         self._retitle()
+
+    @property
+    def parks_on_close(self) -> bool:
+        """Whether `close` parks the job's workers (the Dask tab's card) or only detaches."""
+        return self._park_on_close
 
     # ------------------------------------------------------------------ scaling
     @property
@@ -348,7 +353,7 @@ class MPICluster(Cluster):
 
     # ------------------------------------------------------------------ close
     async def _stop_ranks(self, reason: str) -> None:
-        from ..launcher.coordinator import stop_cluster
+        from ..runtime.coordinator import stop_cluster
 
         silent = await stop_cluster(self._channel, self._started, reason,
                                     self._settings.stop_timeout(self._channel.size))

@@ -35,7 +35,7 @@ def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str 
     context = RankContext(channel.rank, channel.size,
                           "notebook-supervisor" if channel.rank == 0 else "starting")
     if channel.rank != 0:
-        from .rank_main import drop_inherited_secrets, rank_main, say_hello
+        from ..runtime.rank_main import drop_inherited_secrets, rank_main, say_hello
 
         say_hello(channel)
         import distributed  # noqa: F401  (sets up its logging first, so ours wins)

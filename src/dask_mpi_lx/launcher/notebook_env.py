@@ -14,8 +14,8 @@ from ..config import (
     JOB_SCHEDULER_ADDRESS,
 )
 from ..mpi.environ import scrub_mpi
-from .jobtls import tls_config
-from .roles import plural_workers
+from ..runtime.roles import plural_workers
+from ..runtime.tls import tls_config
 
 
 @dataclass(frozen=True)

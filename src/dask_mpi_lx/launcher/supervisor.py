@@ -17,12 +17,13 @@ from typing import Any
 from ..config import Settings
 from ..mpi.channel import Channel
 from ..mpi.environ import job_id as current_job_id
-from .coordinator import StartedCluster, start_cluster, stop_cluster
-from .dashboard_socket import remove_socket
-from .jobdir import JobDirectory, remove_rank_scratch
+from ..runtime.coordinator import StartedCluster, start_cluster, stop_cluster
+from ..runtime.dashboard_socket import remove_socket
+from ..runtime.protocol import Go, Lost, Stop, Tag
+from ..runtime.scratch import remove_rank_scratch
+from .jobdir import JobDirectory
 from .notebook_env import JobCluster, child_environment, job_dask_config
 from .port_watch import wait_until_listening
-from .protocol import Tag
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,9 @@ async def _watch_ranks(channel: Channel, started: StartedCluster, settings: Sett
                          "new cluster")
             for r in plan.worker_ranks:
                 if r not in started.watch.lost:
-                    channel.send(r, Tag.STOP, {"reason": "scheduler-lost", "finalize": False})
+                    channel.send(r, Tag.STOP, Stop("scheduler-lost", finalize=False))
             return
-        channel.send(plan.scheduler_rank, Tag.LOST, {"ranks": lost})
+        channel.send(plan.scheduler_rank, Tag.LOST, Lost(tuple(lost)))
 
 
 def _prepare_job_files(started: StartedCluster, settings: Settings, job: _Job) -> JobDirectory:
@@ -87,7 +88,7 @@ def _prepare_job_files(started: StartedCluster, settings: Settings, job: _Job) -
 
 async def _report_ready(channel: Channel, started: StartedCluster, settings: Settings) -> None:
     """In early mode the command already runs; say in the log when the scheduler is up."""
-    from .coordinator import wait_ready
+    from ..runtime.coordinator import wait_ready
 
     t0 = time.monotonic()
     done = await wait_ready(channel, StartedCluster(job_id=started.job_id, plan=started.plan,
@@ -144,7 +145,7 @@ async def _release_ranks_once_listening(channel: Channel, pid: int | None) -> No
                 "the command listens on its port" if listening else "no port of the command seen",
                 time.monotonic() - waited)
     for r in range(1, channel.size):
-        channel.send(r, Tag.GO, {})
+        channel.send(r, Tag.GO, Go())
 
 
 async def _run_child(cmd: list[str], env: dict[str, str], signals: Signals,

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 
-from ..procfs import children_of, parent_of
+import psutil
 
 CHECK_INTERVAL = 0.5
 STARTED_WITHIN = 5.0  # the launcher has started every local rank by then
@@ -39,14 +39,28 @@ def _local_size() -> int | None:
     return None
 
 
+def _parent_of(pid: int) -> int | None:
+    try:
+        return psutil.Process(pid).ppid()
+    except psutil.Error:
+        return None
+
+
+def _children_of(pid: int) -> set[int]:
+    try:
+        return {c.pid for c in psutil.Process(pid).children()}
+    except psutil.Error:
+        return set()
+
+
 def _watch(read_fd: int, parent: int, timeout: float) -> None:
-    launcher = parent_of(parent)  # mpirun/orted/slurmstepd: its children are the ranks here
+    launcher = _parent_of(parent)  # mpirun/orted/slurmstepd: its children are the ranks here
     expected = _local_size()
     seen: set[int] = set()
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if launcher and launcher > 1:
-            ranks = children_of(launcher)
+            ranks = _children_of(launcher)
             gone = seen - ranks
             missing = (expected is not None and len(ranks) < expected
                        and time.monotonic() - start > STARTED_WITHIN)

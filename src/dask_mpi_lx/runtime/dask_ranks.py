@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import importlib
 import logging
@@ -21,14 +22,14 @@ from ..exceptions import MPILXError
 from ..mpi.channel import Channel
 from ..mpi.environ import scrub_process_environ
 from .addresses import WORKER_HTTP_ADDRESS, WORKER_HTTP_ROUTES, job_ip
-from .coordinator import Endpoint, default_dashboard_address
+from .coordinator import default_dashboard_address
 from .dashboard_socket import remove_socket, serve_on_unix_socket
-from .jobdir import make_rank_scratch
-from .jobtls import JobTLS, security_for
 from .liveness import RankProcess
 from .pool import WorkerPool
-from .protocol import RankState, StateReport, Tag
+from .protocol import Endpoint, RankState, Ready, StateReport, Stop, Tag
 from .roles import Plan, Role, worker_name
+from .scratch import make_rank_scratch
+from .tls import JobTLS, security_for
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,11 @@ class StopWatch:
             if self.rank0 is None:
                 welcome = self.channel.try_recv(Tag.WELCOME, source=0)
                 if welcome is not None:
-                    self.rank0 = RankProcess(0, welcome[1]["host"], welcome[1]["pid"])
+                    self.rank0 = RankProcess(0, welcome[1].host, welcome[1].pid)
             got = await self.channel.recv(Tag.STOP, timeout=RANK0_CHECK_INTERVAL)
             if got is not None:
-                self.finalize = got[1].get("finalize", True)
-                self.set(got[1]["reason"])
+                self.finalize = got[1].finalize
+                self.set(got[1].reason)
                 return
             if self.rank0 is not None and not self.rank0.alive():
                 logger.error("rank 0 (pid %d on %s) is gone; ending this rank's Dask part",
@@ -192,7 +193,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
                    "another process (mpi-lx.scheduler-port 0 picks a free one)")
         logger.error(msg)
         for r in (0, *job.plan.worker_ranks):
-            job.channel.send(r, Tag.READY, {"error": msg})
+            job.channel.send(r, Tag.READY, Ready(error=msg))
         await stop.wait()
         return
     dashboard = None
@@ -203,21 +204,21 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     pool = WorkerPool(scheduler, job.channel, job.plan, job.job_id, dashboard)
     pool.start()
     quiet = asyncio.ensure_future(_quiet_when_draining(job))
-    ready = {"address": scheduler.address, "dashboard": dashboard}
+    ready = Ready(address=scheduler.address, dashboard=dashboard)
     for r in job.plan.worker_ranks:
         job.channel.send(r, Tag.READY, ready)
     logger.info("scheduler at %s, dashboard %s, %d worker ranks", scheduler.address,
                 dashboard, len(job.plan.worker_ranks))
     if s.wait_for_workers:  # rank 0 starts the command once they are all in
         await _wait_for_workers(scheduler, pool, s.scheduler_timeout, stop)
-    job.channel.send(0, Tag.READY, {**ready, "workers": len(scheduler.workers)})
+    job.channel.send(0, Tag.READY, dataclasses.replace(ready, workers=len(scheduler.workers)))
     await _first(stop.wait(), scheduler.finished())
     quiet.cancel()
     await pool.stop()
     remove_socket(endpoint.dashboard_socket)
     if stop.reason == RANK0_GONE:  # workers on other hosts cannot see rank 0: tell them
         for r in job.plan.worker_ranks:
-            job.channel.send(r, Tag.STOP, {"reason": RANK0_GONE, "finalize": False})
+            job.channel.send(r, Tag.STOP, Stop(RANK0_GONE, finalize=False))
     if not stop.event.is_set():
         logger.warning("scheduler closed before the job ended; this rank idles until the end")
         await stop.wait()
@@ -246,12 +247,12 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
         got = waiter.result()
     else:
         waiter.cancel()
-    if not got or "error" in got[1]:
+    if not got or got[1].error:
         if got:
-            logger.warning("no worker: %s", got[1]["error"])
+            logger.warning("no worker: %s", got[1].error)
         await stop.wait()
         return
-    address = got[1]["address"]
+    address = got[1].address
     cls = _import_class(s.worker_class)
     try:
         listen = _worker_listen_kwargs(job)

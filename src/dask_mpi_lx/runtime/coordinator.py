@@ -15,29 +15,13 @@ from ..config import Settings
 from ..exceptions import WorldTooSmallError
 from ..mpi.channel import Channel
 from .addresses import NoJobAddressError, job_ip
-from .jobdir import safe_job_id
-from .jobtls import JobTLS, new_job_tls
 from .liveness import RankWatch
-from .protocol import Tag
+from .protocol import Draining, Endpoint, PlanMessage, RankHello, Stop, Tag
 from .roles import Plan, plan_roles
+from .scratch import safe_job_id
+from .tls import JobTLS, new_job_tls
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the scheduler listens and what it advertises, decided before it starts when
-    rank 0 can (it shares the scheduler's host), so the notebook need not wait for it."""
-
-    listen_host: str | None              # None: the scheduler's rank finds its job_ip
-    port: int                            # 0: any free port, chosen by the scheduler
-    contact: str | None = None           # the address clients use, known in advance
-    dashboard: tuple[str, int] | None = None
-    dashboard_socket: str | None = None  # the dashboard serves only this owner-only socket
-    # behind a hub: the Dask ranks bind no port before Jupyter has bound the one the hub was
-    # told (Linux hands a just-closed ephemeral port to the next bind(0), so a Dask listener
-    # could take the port batchspawner-singleuser picked); rank 0 then sends GO
-    hold_until_go: bool = False
 
 
 def _free_port(host: str) -> int:
@@ -129,8 +113,9 @@ async def _gather_hellos(channel: Channel, timeout: float, watch: RankWatch) -> 
                                  poll=0.01)
         if got is None:
             break
-        hosts[got[0]] = got[1]["host"]
-        watch.add(got[0], got[1]["host"], got[1]["pid"])
+        hello: RankHello = got[1]
+        hosts[got[0]] = hello.host
+        watch.add(got[0], hello.host, hello.pid)
     return hosts
 
 
@@ -145,7 +130,7 @@ async def start_cluster(
     """
     timeout = settings.scheduler_timeout if settings else 30.0
     for r in range(1, channel.size):
-        channel.send(r, Tag.WELCOME, {"host": socket.gethostname(), "pid": os.getpid()})
+        channel.send(r, Tag.WELCOME, RankHello(socket.gethostname(), os.getpid()))
     watch = RankWatch()
     hosts = await _gather_hellos(channel, timeout, watch)
     started = StartedCluster(job_id=job_id, plan=None, tls=None, hello_ranks=tuple(sorted(hosts)),
@@ -175,9 +160,8 @@ async def start_cluster(
     started.hold_until_go = endpoint.hold_until_go if endpoint else False
     for r in started.hello_ranks:
         if r != 0:
-            channel.send(r, Tag.PLAN, {"plan": started.plan, "tls": started.tls,
-                                       "settings": settings, "job_id": job_id,
-                                       "endpoint": endpoint})
+            channel.send(r, Tag.PLAN, PlanMessage(started.plan, started.tls, settings, job_id,
+                                                  endpoint))
     if started.plan is None:
         return started
     if endpoint and endpoint.contact:
@@ -194,11 +178,11 @@ async def wait_ready(channel: Channel, started: StartedCluster, timeout: float) 
                              poll=0.02)
     if got is None:
         started.problem = f"the scheduler did not start within {timeout:g}s"
-    elif "error" in got[1]:
-        started.problem = got[1]["error"]
+    elif (ready := got[1]).error:
+        started.problem = ready.error
     else:
-        started.address = got[1]["address"]
-        started.dashboard = tuple(got[1]["dashboard"]) if got[1]["dashboard"] else None
+        started.address = ready.address
+        started.dashboard = tuple(ready.dashboard) if ready.dashboard else None
     return started
 
 
@@ -209,7 +193,7 @@ async def _stop_ranks(channel: Channel, ranks: list[int], reason: str, timeout: 
     wait for the dead rank)."""
     watch.newly_lost()
     for r in ranks:
-        channel.send(r, Tag.STOP, {"reason": reason, "finalize": not watch.lost})
+        channel.send(r, Tag.STOP, Stop(reason, finalize=not watch.lost))
     waiting = set(ranks) - watch.lost
     deadline = time.monotonic() + timeout
     while waiting:
@@ -231,7 +215,7 @@ async def stop_cluster(channel: Channel, started: StartedCluster, reason: str,
     first = [r for r in others if started.plan and r in started.plan.worker_ranks]
     rest = [r for r in others if r not in first]
     if started.plan:
-        channel.send(started.plan.scheduler_rank, Tag.DRAINING, {"reason": reason})
+        channel.send(started.plan.scheduler_rank, Tag.DRAINING, Draining(reason))
     silent = await _stop_ranks(channel, first, reason, timeout * 0.6, started.watch)
     silent += await _stop_ranks(channel, rest, reason, timeout * 0.4, started.watch)
     await channel.flush(1.0)

@@ -18,7 +18,7 @@ from typing import Any
 from ..exceptions import ScaleError
 from ..mpi.channel import Channel
 from .pool_state import Action, PoolState, Retire, Unpark
-from .protocol import RankState, StateReport, Tag
+from .protocol import RankState, StateReport, Tag, UnparkRequest
 from .roles import Plan, plural_workers, rank_of_worker, worker_name
 
 logger = logging.getLogger(__name__)
@@ -64,11 +64,11 @@ class WorkerPool:
         while True:
             got = await self.channel.recv(Tag.LOST, source=0)
             if got is not None:
-                ranks = [int(r) for r in got[1]["ranks"]]
+                ranks = list(got[1].ranks)
                 self._apply(self.state.lost(ranks, self._park_order))
                 for r in ranks:
-                    logger.warning("worker rank %d is lost; %s remain", r,
-                                   plural_workers(self.limit))
+                    logger.warning("worker rank %d (%s) is lost: its process died; %s remain", r,
+                                   self._host(r), plural_workers(self.limit))
 
     async def _listen(self) -> None:
         while True:
@@ -90,7 +90,7 @@ class WorkerPool:
         retire = [a.rank for a in actions if isinstance(a, Retire)]
         for a in actions:
             if isinstance(a, Unpark):
-                self.channel.send(a.rank, Tag.UNPARK, {})
+                self.channel.send(a.rank, Tag.UNPARK, UnparkRequest())
                 logger.info("unparking worker rank %d", a.rank)
         if retire:
             logger.info("parking worker ranks %s", retire)

@@ -14,9 +14,9 @@ from ..logs import RankContext
 from ..mpi.channel import Channel
 from ..mpi.environ import HUB_SECRET_PREFIXES, MPI_PREFIXES, scrub_process_environ
 from .dask_ranks import RankJob, StopWatch, install_stop_signals, serve_rank
-from .jobdir import remove_rank_scratch
-from .protocol import Tag
+from .protocol import Bye, PlanMessage, RankHello, RankState, StateReport, Tag
 from .roles import Role
+from .scratch import remove_rank_scratch
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ async def _scratch_goes_first_on_a_signal(job: RankJob, stop: StopWatch) -> None
 def say_hello(channel: Channel) -> None:
     """Tell rank 0 where this rank runs: first thing after MPI starts, before the slow
     imports, so rank 0 can plan (and start the notebook) while the ranks load Dask."""
-    channel.send(0, Tag.HELLO, {"host": socket.gethostname(), "pid": os.getpid()})
+    channel.send(0, Tag.HELLO, RankHello(socket.gethostname(), os.getpid()))
 
 
 async def rank_main(channel: Channel, context: RankContext, plan_timeout: float = 90.0) -> bool:
@@ -64,11 +64,11 @@ async def rank_main(channel: Channel, context: RankContext, plan_timeout: float 
         stop.finalize = False
         stop.set("no-plan")
     elif plan_task.done():
-        msg = plan_task.result()[1]
-        job = RankJob(channel=channel, plan=msg["plan"], settings=msg["settings"], tls=msg["tls"],
-                      job_id=msg["job_id"], endpoint=msg.get("endpoint"))
-        if msg["settings"] is not None:
-            channel.poll_interval = msg["settings"].poll_interval
+        msg: PlanMessage = plan_task.result()[1]
+        job = RankJob(channel=channel, plan=msg.plan, settings=msg.settings, tls=msg.tls,
+                      job_id=msg.job_id, endpoint=msg.endpoint)
+        if msg.settings is not None:
+            channel.poll_interval = msg.settings.poll_interval
         context.role = job.role.value
         dask.config.set(rank_dask_config())
         logger.info("role: %s", job.role.value)
@@ -82,7 +82,7 @@ async def rank_main(channel: Channel, context: RankContext, plan_timeout: float 
         plan_task.cancel()
     await stop.wait()
     stop.cancel()
-    channel.send(0, Tag.BYE, {"role": context.role})
+    channel.send(0, Tag.BYE, Bye(context.role))
     await channel.flush(2.0)
     return stop.finalize
 
@@ -95,7 +95,8 @@ async def serve_guarded(job: RankJob, stop: StopWatch) -> None:
         await serve_rank(job, stop)
     except Exception:
         if job.role is Role.WORKER:
-            job.channel.send(job.plan.scheduler_rank, Tag.STATE, {"state": "lost"})
+            job.channel.send(job.plan.scheduler_rank, Tag.STATE,
+                             StateReport(RankState.LOST, "unhandled error on the rank"))
         logger.exception("unhandled error in this rank's %s; it leaves the Dask cluster and "
                          "waits for the end of the job (the notebook and other ranks go on)",
                          job.role.value)
