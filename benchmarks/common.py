@@ -27,9 +27,34 @@ def mpirun(np: int) -> list[str]:
     return argv
 
 
+def _first_line(*argv: str) -> str | None:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
+def versions() -> dict:
+    """What the results were measured with, read from the machine (not written by hand)."""
+    import distributed
+
+    found = {"distributed": distributed.__version__}
+    mpi = _first_line("mpirun", "--version")
+    if mpi:
+        found["MPI"] = mpi.replace("mpirun (Open MPI) ", "Open MPI ")
+    slurm = _first_line("sinfo", "--version")
+    if slurm:
+        found["Slurm"] = slurm.replace("slurm-wlm ", "").replace("slurm ", "")
+    debian = Path("/etc/debian_version")
+    if debian.exists():
+        found["Debian"] = debian.read_text().strip()
+    return found
+
+
 def machine() -> dict:
     return {"host": platform.node(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "versions": versions()}
 
 
 def median(xs: list[float]) -> float | None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other (they share 2 cores: never run two at once), then the
-# report (docs/benchmarks.md and its plot). `make bench` runs this. About 25 minutes here.
+# report (docs/benchmarks.md and its plot). `make bench` runs this. About 30 minutes here.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-python3}
@@ -9,4 +9,8 @@ for b in child_start_delay b6_idle_cost b5_throughput b4_shutdown b1_cluster_rea
   echo ">> $b" >&2
   $PY "$b.py"
 done
+echo ">> b8_multinode (3 simulated nodes)" >&2
+$PY ../etc/local/stack.py up --nodes 3
+$PY b8_multinode.py
+$PY ../etc/local/stack.py up --nodes 1
 $PY report.py

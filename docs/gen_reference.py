@@ -19,7 +19,8 @@ def cli() -> str:
     parts = ["# CLI reference", "", "Generated from the click commands (`docs/gen_reference.py`).", ""]
     for args in ([], ["launch"], ["config"]):
         title = " ".join(["dask-mpi-lx", *args])
-        text = CliRunner().invoke(main, [*args, "--help"], terminal_width=100).output
+        text = CliRunner().invoke(main, [*args, "--help"], prog_name="dask-mpi-lx",
+                                  terminal_width=100).output
         parts += [f"## `{title}`", "", "```text", text.rstrip(), "```", ""]
     return "\n".join(parts)
 
@@ -32,9 +33,17 @@ def config_keys() -> str:
             "`dask-mpi-lx launch` flag of the same name. `dask-mpi-lx config` prints the "
             "resolved values.", "", "| key | default | meaning |", "|---|---|---|"]
     stack: list[tuple[int, str]] = []
+    keys: list[list[str]] = []  # [path, value, comment]; a comment may go on over lines
+    comment_column = -1  # where the last key's comment starts; a comment there goes on
     for line in config.DEFAULTS_FILE.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if keys and line.index("#") == comment_column:
+                keys[-1][2] += " " + stripped.lstrip("#").strip()
+            continue
         m = re.match(r"^(\s*)([\w.-]+):\s*([^#]*?)\s*(?:#\s*(.*))?$", line)
-        if not m or line.lstrip().startswith("#"):
+        comment_column = -1
+        if not m:
             continue
         indent, key, value, comment = len(m.group(1)), m.group(2), m.group(3), m.group(4) or ""
         stack = [(i, k) for i, k in stack if i < indent]
@@ -42,7 +51,9 @@ def config_keys() -> str:
         stack.append((indent, key))
         if value == "" and not comment:
             continue
-        rows.append(f"| `{path}` | `{value or '(mapping)'}` | {comment} |")
+        keys.append([path, value or "(mapping)", comment])
+        comment_column = line.index("#") if comment else -1
+    rows += [f"| `{path}` | `{value}` | {comment} |" for path, value, comment in keys]
     return "\n".join(rows) + "\n"
 
 

@@ -71,11 +71,25 @@ def descendants() -> set[tuple[int, float]]:
     return {i for p in psutil.Process().children(recursive=True) if (i := _identity(p))}
 
 
+def _below_an_older_process(proc: psutil.Process, before: set[tuple[int, float]]) -> bool:
+    """True if a process that ran before the test (a module's browser, say) started ``proc``
+    (its children come and go on their own); False if this process is its nearest such."""
+    me = os.getpid()
+    with contextlib.suppress(psutil.Error):
+        for parent in proc.parents():
+            if parent.pid == me:
+                return False
+            if _identity(parent) in before:
+                return True
+    return False
+
+
 def processes_started(mark: str, before: set[tuple[int, float]]) -> list[psutil.Process]:
-    """Live processes the test started: new descendants of this process, and any process
-    that carries ``mark`` in its environment (an orphan has no parent of ours any more)."""
+    """Live processes the test started: new descendants of this process (not those that a
+    process older than the test started), and any process that carries ``mark`` in its
+    environment (an orphan has no parent of ours any more)."""
     found = {p.pid: p for p in psutil.Process().children(recursive=True)
-             if _identity(p) not in before}
+             if _identity(p) not in before and not _below_an_older_process(p, before)}
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
             if proc.pid not in found and proc.environ().get(TEST_MARK) == mark:

@@ -39,12 +39,24 @@ def login(browser, stack, user: str):
     return page
 
 
-def open_dask_tab(page):
+def open_dask_tab(page, attempts: int = 4):
+    """Show the Dask tab's panel. Lab restores the last layout while it loads, so a tab that
+    looks current may still be collapsed a moment later: click until the card shows."""
     tab = page.wait_for_selector(TAB)
     if "lm-mod-current" not in (tab.get_attribute("class") or ""):
         tab.click()
+    for _ in range(attempts):
+        try:
+            page.wait_for_selector(CARD, timeout=15_000)
+            break
+        except Exception:  # playwright's TimeoutError: the panel is still hidden
+            tab.click()
     page.wait_for_selector(CARD)
     page.locator(CARD).first.scroll_into_view_if_needed()
+
+
+def card_title(page) -> str:
+    return page.locator(f"{CARD} .dask-ClusterListingItem-title").first.inner_text().strip()
 
 
 def card_workers(page) -> int:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import pytest
 
+from dask_mpi_lx.runtime.scratch import sweep_leftovers
 from tests import mpirun
 from tests.e2e.hub import Hub, assert_nothing_left, jobs_of, run_json_in_kernel
 from tests.mpi.test_faults import NOTEBOOK, assert_all_gone
@@ -127,14 +128,16 @@ def test_walltime_ends_every_rank_and_the_hub_notices(hub: Hub):
     assert hub.server(USER) is None
 
 
-def test_killed_rank_under_srun_ends_the_step_cleanly(stack, dask_mpi_lx_cmd):
+def test_killed_rank_under_srun_ends_the_step_cleanly(stack, dask_mpi_lx_cmd, tmp_path):
     """Slurm's PMIx plugin cancels the whole step when a task dies, whatever srun's
-    --kill-on-bad-exit/--no-kill say: documented; the step must end at once, nothing left."""
+    --kill-on-bad-exit/--no-kill say: documented; the step must end at once, no process
+    left, and what the SIGKILLed ranks could not remove goes with the next job's sweep."""
 
     t0 = time.monotonic()
     result = subprocess.run(
         ["srun", "--mpi=pmix", "-n", "5", "--oversubscribe", "--kill-on-bad-exit=0",
-         *dask_mpi_lx_cmd, "launch", "--", sys.executable, "-c", NOTEBOOK],
+         *dask_mpi_lx_cmd, "launch", "--job-directory", str(tmp_path), "--", sys.executable,
+         "-c", NOTEBOOK],
         capture_output=True, text=True, timeout=120, env={**os.environ, "FAULT": "kill-worker-rank"})
     pids = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("PIDS "))[5:])
     assert result.returncode != 0, result.stdout + result.stderr
@@ -142,6 +145,8 @@ def test_killed_rank_under_srun_ends_the_step_cleanly(stack, dask_mpi_lx_cmd):
     assert "task 3: Killed" in result.stderr, result.stderr
     assert time.monotonic() - t0 < 60
     assert_all_gone(pids)
+    sweep_leftovers(str(tmp_path))  # what the next job on this host does first
+    assert list(tmp_path.glob("dask-mpi-lx-*")) == []
 
 
 def _rank0_launcher(user: str) -> int | None:

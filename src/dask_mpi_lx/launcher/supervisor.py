@@ -103,12 +103,15 @@ async def _report_ready(channel: Channel, started: StartedCluster, settings: Set
 class Signals:
     """SIGTERM/SIGINT/SIGHUP on rank 0, handled from the first moment of the job: while the
     cluster starts they cancel the start-up (`startup`) and the command never runs; once
-    the command runs they are forwarded to it. Either way the job's files are removed."""
+    the command runs they are forwarded to it, and the job's files go at once (`on_stop`:
+    scancel and walltime SIGKILL everything a few seconds later, maybe before the command
+    has ended). Either way the job's files are removed."""
 
     def __init__(self) -> None:
         self.received: signal.Signals | None = None
         self.startup: asyncio.Future | None = None
         self.child: asyncio.subprocess.Process | None = None
+        self.on_stop: Callable[[], Any] | None = None
         self._loop = asyncio.get_running_loop()
         for sig in FORWARDED:
             self._loop.add_signal_handler(sig, self._on_signal, sig)
@@ -118,6 +121,8 @@ class Signals:
             if self.child.returncode is None:
                 logger.info("forwarding %s to pid %d", sig.name, self.child.pid)
                 self.child.send_signal(sig)
+            if self.on_stop is not None:
+                self.on_stop()
             return
         if self.received is None:
             logger.info("got %s before the command started; stopping the job", sig.name)
@@ -185,6 +190,7 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
     A signal before ``cmd`` runs ends the start-up; the job's files go on every path."""
     signals = Signals()
     job = _Job(StartedCluster(job_id=current_job_id(), plan=None, tls=None))
+    signals.on_stop = lambda: job.jobdir.remove() if job.jobdir else None
     try:
         try:
             rc = await _start_and_run(channel, settings, cmd, settings_problem, signals, job)
