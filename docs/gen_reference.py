@@ -17,7 +17,7 @@ OUT = Path(__file__).resolve().parent / "reference"
 
 def cli() -> str:
     parts = ["# CLI reference", "", "Generated from the click commands (`docs/gen_reference.py`).", ""]
-    for args in ([], ["launch"], ["config"]):
+    for args in ([], ["launch"], ["config"], ["env"]):
         title = " ".join(["dask-mpi-lx", *args])
         text = CliRunner().invoke(main, [*args, "--help"], prog_name="dask-mpi-lx",
                                   terminal_width=100).output

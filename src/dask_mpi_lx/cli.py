@@ -119,3 +119,53 @@ def show_config() -> None:
     click.echo(yaml.safe_dump({"mpi-lx": {k.replace("_", "-"): v
                                           for k, v in settings.as_dict().items()}},
                               sort_keys=False))
+
+
+@main.command("env")
+@click.option("--job-id", default=None, help="The batch job (default: $SLURM_JOB_ID or "
+              "$PBS_JOBID if set, else your only running job on this host).")
+@click.option("--job-directory", default=None, type=click.Path(file_okay=False),
+              help="Parent of the job directories (default: mpi-lx.job-directory, else "
+              "$TMPDIR or /tmp).")
+@click.option("--format", "fmt", type=click.Choice(["sh", "json"]), default="sh",
+              show_default=True, help="sh: export lines for eval; json: an object.")
+def show_env(job_id: str | None, job_directory: str | None, fmt: str) -> None:
+    """Print what a process needs to reach this host's running job cluster: for terminals,
+    ssh sessions and kernels that did not inherit the Jupyter server's environment.
+
+    \b
+    Shell:   eval "$(dask-mpi-lx env)"
+    Python:  os.environ.update(json.loads(subprocess.check_output(
+                 ["dask-mpi-lx", "env", "--format", "json"]))); dask.config.refresh()
+    """
+    import json
+    import os
+
+    import yaml
+
+    from .launcher.jobdir import CONFIG_FILE, find_job_directories, job_of_directory
+    from .mpi.environ import job_id as current_job_id
+
+    if job_id is None and any(os.environ.get(v) for v in ("SLURM_JOB_ID", "PBS_JOBID")):
+        job_id = current_job_id()
+    parent = job_directory or config.setting("job-directory")
+    found = find_job_directories(parent, job_id)
+    which = f"job {job_id}" if job_id else "job of yours"
+    if not found:
+        raise click.ClickException(f"no running Dask-MPI-LX {which} with a cluster on this host "
+                                   f"(looked in {parent or 'the temporary directory'})")
+    jobs = sorted({job_of_directory(p) for p in found})
+    if len(jobs) > 1:
+        raise click.ClickException(f"several running jobs on this host ({', '.join(jobs)}): "
+                                   "choose one with --job-id")
+    dask_dir = found[0] / "dask"
+    with open(dask_dir / CONFIG_FILE) as f:
+        address = (yaml.safe_load(f) or {}).get("scheduler-address")
+    env = {"DASK_CONFIG": str(dask_dir), "DASK_SCHEDULER_ADDRESS": str(address)}
+    if fmt == "json":
+        click.echo(json.dumps(env))
+    else:
+        import shlex
+
+        for name, value in env.items():
+            click.echo(f"export {name}={shlex.quote(value)}")

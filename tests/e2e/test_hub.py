@@ -190,6 +190,25 @@ with MPICluster() as cluster, Client(cluster) as c:
 MARKER = Path("/tmp") / f"dask-mpi-lx-forged-{int(time.time())}"
 
 
+def test_a_process_without_jupyters_environment_finds_the_cluster(hub, server):
+    """A site kernel that resets its environment, a terminal or an ssh session on the node:
+    `dask-mpi-lx env` finds the job's cluster, and a bare `Client()` then computes."""
+    facts = kernel_json(hub, r'''
+import json, os, subprocess, sys
+bare = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"]}  # no DASK_*, no SLURM_*
+found = subprocess.run([os.path.join(os.path.dirname(sys.executable), "dask-mpi-lx"), "env",
+                        "--format", "json"], env=bare, capture_output=True, text=True)
+env = json.loads(found.stdout)
+code = "from distributed import Client; print(Client().submit(sum, [1, 2]).result())"
+ran = subprocess.run([sys.executable, "-c", code], env={**bare, **env}, capture_output=True,
+                     text=True, timeout=120)
+print("JSON " + json.dumps({"env": env, "address": os.environ["DASK_SCHEDULER_ADDRESS"],
+                            "out": ran.stdout.strip(), "err": ran.stderr[-800:]}))
+''')
+    assert facts["env"]["DASK_SCHEDULER_ADDRESS"] == facts["address"], facts
+    assert facts["out"] == "3", facts
+
+
 def test_forged_port_api_request_is_refused(hub, server):
     marker = MARKER
     token = kernel_json(hub, 'import os, json; print("JSON " + json.dumps('

@@ -176,3 +176,27 @@ def test_remove_takes_away_whatever_replaced_the_directory(tmp_path):
     jd.path.write_text("garbage")  # a user wrecked the job's files during the job
     jd.remove()
     assert not jd.path.exists()
+
+
+def test_a_dashboard_socket_of_a_dead_rank0_is_swept_and_a_live_one_kept():
+    import socket as socket_module
+    import tempfile
+
+    fakes = Path(tempfile.mkdtemp(prefix="s", dir="/tmp"))  # a socket path holds 108 bytes
+
+    def bound(name: str) -> socket_module.socket:
+        s = socket_module.socket(socket_module.AF_UNIX)
+        s.bind(str(fakes / name))
+        return s
+
+    dead = _dead_process()
+    stale = bound(f"dask-mpi-lx-7-dashboard-{_tag(dead)}-0123abcd.sock")
+    live = bound(f"dask-mpi-lx-8-dashboard-{_tag(psutil.Process())}-4567ef01.sock")
+    try:
+        removed = sweep_leftovers(str(fakes))
+        assert [p.name for p in removed] == [f"dask-mpi-lx-7-dashboard-{_tag(dead)}-0123abcd.sock"]
+        assert (fakes / f"dask-mpi-lx-8-dashboard-{_tag(psutil.Process())}-4567ef01.sock").exists()
+    finally:
+        stale.close()
+        live.close()
+        shutil.rmtree(fakes)

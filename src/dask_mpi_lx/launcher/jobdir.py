@@ -4,14 +4,17 @@ dask config, removed at the end (named and swept as `runtime/scratch.py` says)."
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
+import stat
 import tempfile
 from pathlib import Path
 
 import yaml
 
 from ..exceptions import MPILXError
-from ..runtime.scratch import PREFIX, _sweep_quietly, owner_tag, safe_job_id
+from ..runtime.scratch import OWNED, PREFIX, _sweep_quietly, owner_alive, owner_tag, safe_job_id
 from ..runtime.tls import JobTLS, write_pem_files, write_private_file
 
 logger = logging.getLogger(__name__)
@@ -59,3 +62,28 @@ class JobDirectory:
             self.path.unlink(missing_ok=True)
         if self.path.exists() or self.path.is_symlink():
             logger.warning("could not remove job directory %s", self.path)
+
+
+def find_job_directories(parent: str | None, job_id: str | None = None) -> list[Path]:
+    """This user's job directories on this host whose rank 0 still runs, newest first; only
+    those of ``job_id`` when given (for processes that did not inherit ``DASK_CONFIG``)."""
+    base = Path(parent or tempfile.gettempdir())
+    pattern = f"{PREFIX}{safe_job_id(job_id)}-job-*" if job_id else f"{PREFIX}*-job-*"
+    host = safe_job_id(socket.gethostname())
+    found = []
+    for path in base.glob(pattern):
+        m = OWNED.match(path.name)
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if (m and m["host"] == host and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+                and owner_alive(int(m["pid"]), int(m["start"]))
+                and (path / "dask" / CONFIG_FILE).is_file()):
+            found.append((st.st_mtime, path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def job_of_directory(path: Path) -> str:
+    """The (file-name-safe) job id in a job directory's name."""
+    return path.name[len(PREFIX):].split("-job-", 1)[0]

@@ -18,7 +18,7 @@ from .addresses import NoJobAddressError, job_ip
 from .liveness import RankWatch
 from .protocol import Draining, Endpoint, PlanMessage, RankHello, Stop, Tag
 from .roles import Plan, plan_roles
-from .scratch import safe_job_id
+from .scratch import owner_tag, safe_job_id
 from .tls import JobTLS, new_job_tls
 
 logger = logging.getLogger(__name__)
@@ -41,9 +41,11 @@ def default_dashboard_address(plan: Plan, settings: Settings) -> str | None:
 
 
 def dashboard_socket_path(settings: Settings, job_id: str) -> str:
-    """An unguessable path for the dashboard's Unix socket in the job directory's parent."""
+    """An unguessable path for the dashboard's Unix socket in the job directory's parent,
+    naming its owner (rank 0) so that the next job sweeps it if SIGKILL left it."""
     parent = settings.job_directory or tempfile.gettempdir()
-    name = f"dask-mpi-lx-{safe_job_id(job_id)}-dashboard-{secrets.token_hex(8)}.sock"
+    name = (f"dask-mpi-lx-{safe_job_id(job_id)}-dashboard-{owner_tag()}-"
+            f"{secrets.token_hex(8)}.sock")
     path = os.path.join(parent, name)
     return path if len(path) < 100 else os.path.join("/tmp", name)  # sun_path holds 108 bytes
 

@@ -25,9 +25,10 @@ from ..exceptions import MPILXError
 logger = logging.getLogger(__name__)
 
 PREFIX = "dask-mpi-lx-"
-#: what `owner_tag` adds to a directory's name; the rest of the name is mkdtemp's
-OWNED = re.compile(r"^dask-mpi-lx-.+-(?:job|rank\d+)-(?P<pid>\d+)\.(?P<start>\d+)"
-                   r"@(?P<host>[A-Za-z0-9_.-]+)-[a-z0-9_]+$")
+#: what `owner_tag` adds to a name (job and scratch directories, the dashboard's socket);
+#: the rest is random
+OWNED = re.compile(r"^dask-mpi-lx-.+-(?:job|rank\d+|dashboard)-(?P<pid>\d+)\.(?P<start>\d+)"
+                   r"@(?P<host>[A-Za-z0-9_.-]+)-[a-z0-9_]+(?:\.sock)?$")
 
 
 def safe_job_id(job_id: str) -> str:
@@ -59,10 +60,11 @@ def owner_alive(pid: int, start: int) -> bool:
 
 
 def sweep_leftovers(parent: str | None) -> list[Path]:
-    """Remove this user's job and spill directories under ``parent`` (default: the temp
-    directory) made on this host by a process that no longer runs; return them.
+    """Remove this user's job and spill directories and dashboard sockets under ``parent``
+    (default: the temp directory) made on this host by a process that no longer runs; return
+    them.
 
-    Only directories named by `owner_tag`, owned by this user, not symlinks, made on this
+    Only directories and sockets named by `owner_tag`, owned by this user, not symlinks, made on this
     host (a shared ``parent`` may hold other hosts' live jobs) are candidates."""
     base = Path(parent or tempfile.gettempdir())
     host, uid = safe_job_id(socket.gethostname()), os.getuid()
@@ -79,14 +81,18 @@ def sweep_leftovers(parent: str | None) -> list[Path]:
             st = path.lstat()
         except OSError:
             continue
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        is_dir, is_socket = stat.S_ISDIR(st.st_mode), stat.S_ISSOCK(st.st_mode)
+        if not (is_dir or is_socket) or st.st_uid != uid:
             continue
         if owner_alive(int(m["pid"]), int(m["start"])):
             continue
-        shutil.rmtree(path, ignore_errors=True)
+        if is_dir:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
         removed.append(path)
     if removed:
-        logger.info("removed %d directories left by ended jobs: %s", len(removed),
+        logger.info("removed %d directories and sockets left by ended jobs: %s", len(removed),
                     ", ".join(p.name for p in removed))
     return removed
 
