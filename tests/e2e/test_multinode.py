@@ -264,7 +264,8 @@ def test_dask_tab_card_counts_the_workers_of_both_nodes(job, chromium, mstack):
         page.goto(f"{mstack['hub_url']}/user/{USER}/lab")
         open_dask_tab(page)
         assert wait_card_workers(page, WORKERS) == WORKERS
-        assert card_title(page) == f"MPI job {job['job_id']}: {WORKERS} workers"
+        hosts = ", ".join(job_nodes(job["job_id"]))
+        assert card_title(page) == f"MPI job {job['job_id']}: {WORKERS} workers on {hosts}"
         shot(page, "dask-tab-two-nodes")
     finally:
         page.close()

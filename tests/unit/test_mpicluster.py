@@ -93,7 +93,7 @@ def test_name_repr_title_and_two_attachments_follow_scaling_by_stream():
     assert before.startswith("MPICluster('MPI job 42: 3 workers on n1, n2', 'tcp://127.0.0.1:")
     assert before.endswith("mode=attach, threads=3, active_ranks=3, parked_ranks=0)")
     assert after.startswith("MPICluster('MPI job 42: 1 worker on n1, n2'")
-    assert title_a == title_b == "MPI job 42: 1 worker"
+    assert (title_a, title_b) == ("MPI job 42: 1 worker on n1, n2",) * 2
     assert seen_by_b  # b's own stream, though a subscribed after it
     assert sorted(v["state"] for v in ranks.values()) == ["active", "parked", "parked"]
 
@@ -117,8 +117,8 @@ def test_card_title_in_the_dask_tab_follows_the_worker_count(monkeypatch):
 
     first, after = in_job(body)
     assert labcard.retitle(object(), "x") is False
-    assert after == "MPI job 42: 2 workers"
-    assert first in ("MPICluster 2", "MPI job 42: 3 workers")  # until the first event
+    assert after == "MPI job 42: 2 workers on n1, n2"
+    assert first in ("MPICluster 2", "MPI job 42: 3 workers on n1, n2")  # until the first event
 
 
 def test_close_with_park_on_close_parks_every_worker_and_scale_brings_them_back():
@@ -138,7 +138,7 @@ def test_close_with_park_on_close_parks_every_worker_and_scale_brings_them_back(
     parked, zero, title = in_job(body)
     assert parked == ["parked"] * 3
     assert zero == 0
-    assert title == "MPI job 42: 3 workers"
+    assert title == "MPI job 42: 3 workers on n1, n2"
 
 
 def test_exclusive_second_attachment_is_refused_and_closed():

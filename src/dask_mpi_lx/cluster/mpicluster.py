@@ -403,8 +403,11 @@ class MPICluster(Cluster):
 
     @property
     def title(self) -> str:
-        """"MPI job <id>: <n> workers", the Dask tab card's title."""
-        return f"{self.name}: {plural_workers(len(self.scheduler_info.get('workers', {})))}"
+        """"MPI job <id>: <n> workers", with "on n1, n2" when the job spans several hosts:
+        the Dask tab card's title."""
+        hosts = self._pool.hosts if self._pool else ()
+        where = f" on {', '.join(hosts)}" if len(hosts) > 1 else ""
+        return f"{self.name}: {plural_workers(len(self.scheduler_info.get('workers', {})))}{where}"
 
     def _retitle(self) -> None:
         retitle(self, self.title)
@@ -418,8 +421,9 @@ class MPICluster(Cluster):
         active, parked = self._counts()
         workers = self.scheduler_info.get("workers", {})
         threads = sum(w.get("nthreads", 0) for w in workers.values())
-        hosts = f" on {', '.join(self._pool.hosts)}" if self._pool and self._pool.hosts else ""
-        return (f"MPICluster({self.title + hosts!r}, {self.scheduler_address!r}, "
+        hosts = self._pool.hosts if self._pool else ()
+        where = f" on {hosts[0]}" if len(hosts) == 1 else ""  # several: the title names them
+        return (f"MPICluster({self.title + where!r}, {self.scheduler_address!r}, "
                 f"mode={self.mode}, threads={threads}, active_ranks={active}, "
                 f"parked_ranks={parked})")
 
