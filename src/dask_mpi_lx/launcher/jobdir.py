@@ -4,9 +4,7 @@ dask config, removed at the end (named and swept as `runtime/scratch.py` says)."
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from ..exceptions import MPILXError
-from ..runtime.scratch import OWNED, PREFIX, _sweep_quietly, owner_alive, owner_tag, safe_job_id
+from ..runtime.scratch import PREFIX, _sweep_quietly, owned_entries, owner_tag, safe_job_id
 from ..runtime.tls import JobTLS, write_pem_files, write_private_file
 
 logger = logging.getLogger(__name__)
@@ -69,18 +67,8 @@ def find_job_directories(parent: str | None, job_id: str | None = None) -> list[
     those of ``job_id`` when given (for processes that did not inherit ``DASK_CONFIG``)."""
     base = Path(parent or tempfile.gettempdir())
     pattern = f"{PREFIX}{safe_job_id(job_id)}-job-*" if job_id else f"{PREFIX}*-job-*"
-    host = safe_job_id(socket.gethostname())
-    found = []
-    for path in base.glob(pattern):
-        m = OWNED.match(path.name)
-        try:
-            st = path.lstat()
-        except OSError:
-            continue
-        if (m and m["host"] == host and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
-                and owner_alive(int(m["pid"]), int(m["start"]))
-                and (path / "dask" / CONFIG_FILE).is_file()):
-            found.append((st.st_mtime, path))
+    found = [(st.st_mtime, path) for path, st, alive in owned_entries(base, pattern)
+             if alive and stat.S_ISDIR(st.st_mode) and (path / "dask" / CONFIG_FILE).is_file()]
     return [path for _, path in sorted(found, reverse=True)]
 
 

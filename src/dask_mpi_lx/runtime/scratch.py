@@ -16,6 +16,7 @@ import shutil
 import socket
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -59,20 +60,15 @@ def owner_alive(pid: int, start: int) -> bool:
         return True
 
 
-def sweep_leftovers(parent: str | None) -> list[Path]:
-    """Remove this user's job and spill directories and dashboard sockets under ``parent``
-    (default: the temp directory) made on this host by a process that no longer runs; return
-    them.
-
-    Only directories and sockets named by `owner_tag`, owned by this user, not symlinks, made on this
-    host (a shared ``parent`` may hold other hosts' live jobs) are candidates."""
-    base = Path(parent or tempfile.gettempdir())
+def owned_entries(base: Path, pattern: str) -> Iterator[tuple[Path, os.stat_result, bool]]:
+    """This user's entries under ``base`` matching ``pattern`` whose names carry an owner
+    made on this host (a shared ``base`` may hold other hosts' live jobs), not followed
+    through links: ``(path, lstat, whether the owner still runs)``."""
     host, uid = safe_job_id(socket.gethostname()), os.getuid()
-    removed = []
     try:
-        candidates = list(base.glob(PREFIX + "*"))
+        candidates = list(base.glob(pattern))
     except OSError:
-        return removed
+        return
     for path in candidates:
         m = OWNED.match(path.name)
         if not m or m["host"] != host:
@@ -81,10 +77,18 @@ def sweep_leftovers(parent: str | None) -> list[Path]:
             st = path.lstat()
         except OSError:
             continue
+        if st.st_uid == uid:
+            yield path, st, owner_alive(int(m["pid"]), int(m["start"]))
+
+
+def sweep_leftovers(parent: str | None) -> list[Path]:
+    """Remove this user's job and spill directories and dashboard sockets under ``parent``
+    (default: the temp directory) made on this host by a process that no longer runs
+    (`owned_entries`); return them. Symlinks and plain files are never touched."""
+    removed = []
+    for path, st, alive in owned_entries(Path(parent or tempfile.gettempdir()), PREFIX + "*"):
         is_dir, is_socket = stat.S_ISDIR(st.st_mode), stat.S_ISSOCK(st.st_mode)
-        if not (is_dir or is_socket) or st.st_uid != uid:
-            continue
-        if owner_alive(int(m["pid"]), int(m["start"])):
+        if alive or not (is_dir or is_socket):
             continue
         if is_dir:
             shutil.rmtree(path, ignore_errors=True)
