@@ -3,6 +3,8 @@
 This file was rendered and checked in the tests (tests/unit/test_hub_spawner.py renders the
 PBS script); PBS itself could not be run here, see docs/admin-guide.md. The server's hub token
 is exported in the script body (which qsub reads from stdin), not passed with ``#PBS -v``.
+Complete per-machine profiles (modules, launchers, queues): etc/sites/casper/ and
+etc/sites/derecho/.
 """
 
 c = get_config()  # noqa: F821
@@ -39,5 +41,6 @@ c.DaskMPIPBSSpawner.dask_max_worker_memory = "10GiB"
 c.DaskMPIPBSSpawner.dask_default_worker_memory = "4GiB"
 c.DaskMPIPBSSpawner.dask_max_walltime = "12:00:00"
 c.DaskMPIPBSSpawner.dask_default_walltime = "04:00:00"
-# Project/account: PBS needs -A at NCAR; add it as an extra #PBS line.
-c.DaskMPIPBSSpawner.req_options = "-A NCAR0001"   # your project code (or set it per user in a pre_spawn_hook)
+# Project/account: PBS needs -A at NCAR. Users pick one of these in the form (#PBS -A <code>);
+# dask_accounts_hook = callable(spawner) -> list gives each user their own list instead.
+c.DaskMPIPBSSpawner.dask_accounts = ["NCAR0001"]   # your project codes

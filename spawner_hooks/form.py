@@ -34,6 +34,7 @@ def _values(limits: Limits, previous: Mapping[str, list[str]] | None) -> tuple[d
         "worker_memory": format_bytes(limits.default_worker_memory),
         "walltime": f"{wall // 3600:02d}:{wall % 3600 // 60:02d}:00",
         "partition": limits.partitions[0],
+        "account": limits.accounts[0] if limits.accounts else "",
     }
     dask_on = limits.default_dask
     if previous:
@@ -58,6 +59,24 @@ def _nodes(limits: Limits, value: str) -> list[str]:
     return [_field("nodes", _number("nodes", limits.max_nodes, value), _nodes_hint(limits))]
 
 
+def _select(name: str, choices: tuple[str, ...], chosen: str) -> str:
+    """A drop-down of the admin's names; ``chosen`` is HTML-escaped already."""
+    options = "".join(
+        f'<option value="{escape(c, quote=True)}"'
+        f'{" selected" if escape(c, quote=True) == chosen else ""}>{escape(c)}</option>'
+        for c in choices)
+    return (f'<select class="form-select form-control" id="dask-mpi-lx-{name}" name="{name}">'
+            f"{options}</select>")
+
+
+def _account(limits: Limits, value: str) -> list[str]:
+    """The project field, only where the admin (or the admin's hook) offers project codes."""
+    if not limits.accounts:
+        return []
+    return [_field("account", _select("account", limits.accounts, value),
+                   "The project (allocation) this job is charged to.")]
+
+
 def render(limits: Limits, previous: Mapping[str, list[str]] | None = None) -> str:
     """The options form (Bootstrap classes, as JupyterHub's own pages use).
 
@@ -65,9 +84,6 @@ def render(limits: Limits, previous: Mapping[str, list[str]] | None = None) -> s
     nothing they typed is lost; every value is HTML-escaped.
     """
     v, dask_on = _values(limits, previous)
-    options = "".join(
-        f'<option value="{escape(p)}"{" selected" if escape(p, quote=True) == v["partition"] else ""}>'
-        f"{escape(p)}</option>" for p in limits.partitions)
     checked = " checked" if dask_on else ""
     in_all = " in all, over every node" if limits.max_nodes > 1 else ""
     return "\n".join([
@@ -86,7 +102,7 @@ def render(limits: Limits, previous: Mapping[str, list[str]] | None = None) -> s
                f"For example 2GiB; at most {format_bytes(limits.max_worker_memory)}."),
         _field("walltime", _text("walltime", v["walltime"]),
                f"HH:MM:SS, at most {limits.max_walltime // 3600} hours."),
-        _field("partition", '<select class="form-select form-control" '
-               f'id="dask-mpi-lx-partition" name="partition">{options}</select>', ""),
+        _field("partition", _select("partition", limits.partitions, v["partition"]), ""),
+        *_account(limits, v["account"]),
         "</div>",
     ])

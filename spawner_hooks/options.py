@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-FIELDS = ("dask", "cores", "nodes", "threads", "worker_memory", "walltime", "partition")
+FIELDS = ("dask", "cores", "nodes", "threads", "worker_memory", "walltime", "partition", "account")
 LABELS = {
     "dask": "Start a Dask cluster",
     "cores": "Cores (MPI ranks)",
@@ -21,10 +21,14 @@ LABELS = {
     "worker_memory": "Memory per worker",
     "walltime": "Walltime",
     "partition": "Queue / partition",
+    "account": "Project / account",
 }
 MIN_DASK_CORES = 3  # notebook + scheduler + one worker
 MIN_RANKS_PER_NODE = 2  # with several nodes: rank 0 (Jupyter) and rank 1 (scheduler) share node 1
 MAX_TEXT = 64  # longest value any field accepts (characters)
+#: A project/account code the admin (or the admin's hook) may offer: it goes into ``#PBS -A``
+#: or ``#SBATCH --account=`` as it is, so nothing that could end the line or the word
+ACCOUNT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,63}")
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6,
           "mib": 2**20, "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12,
@@ -53,6 +57,7 @@ class Limits:
     default_walltime: int = 3600
     default_dask: bool = True
     cores_per_node: Mapping[str, int] = field(default_factory=dict)  # partition -> CPU cores
+    accounts: tuple[str, ...] = ()  # project codes the user may charge; empty: no such field
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class DaskOptions:
     walltime: int        # seconds
     partition: str
     nodes: int = 1
+    account: str = ""    # "" where the hub offers no project field
 
     @property
     def workers(self) -> int:
@@ -97,6 +103,8 @@ class DaskOptions:
     def as_user_options(self) -> dict[str, Any]:
         out = asdict(self)
         out["walltime"] = self.walltime_hms
+        if not self.account:
+            del out["account"]  # no project field: the options stay as they were before it
         return out
 
 
@@ -178,6 +186,34 @@ def _bool(name: str, value: Any) -> bool:
     raise OptionError(f"{LABELS[name]}: got {text!r}; expected on or off")
 
 
+def check_accounts(codes: Any, source: str) -> tuple[str, ...]:
+    """The admin's (or the admin hook's) project codes, or a ValueError naming the bad one."""
+    if not isinstance(codes, (list, tuple)):
+        raise ValueError(f"{source}: expected a list of project codes, got {type(codes).__name__}")
+    for code in codes:
+        if not isinstance(code, str) or not ACCOUNT_RE.fullmatch(code):
+            shown = _short(code) if isinstance(code, str) else type(code).__name__
+            raise ValueError(f"{source}: {shown} is not a project code (letters, digits and "
+                             f"_.@+-, at most {MAX_TEXT} characters)")
+    return tuple(dict.fromkeys(codes))  # in order, each once
+
+
+def _account(raw: Mapping[str, Any], limits: Limits) -> str:
+    """The project code: one of ``limits.accounts`` (the first by default), or "" if none."""
+    label = LABELS["account"]
+    if "account" not in raw:
+        return limits.accounts[0] if limits.accounts else ""
+    code = _text("account", raw["account"])
+    if not limits.accounts:
+        if code:
+            raise OptionError(f"{label}: got {_short(code)}; this hub offers no project choice")
+        return ""
+    if code not in limits.accounts:
+        shown = ", ".join(limits.accounts[:8]) + (", ..." if len(limits.accounts) > 8 else "")
+        raise OptionError(f"{label}: got {_short(code)}; choose one of {shown}")
+    return code
+
+
 def _check_keys(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise OptionError(f"user options must be an object with keys {', '.join(FIELDS)}")
@@ -229,7 +265,8 @@ def validate(raw: Mapping[str, Any] | None, limits: Limits) -> DaskOptions:
         raise OptionError(f"{LABELS['partition']}: got {partition!r}; choose one of "
                           f"{', '.join(limits.partitions)}")
     opts = DaskOptions(dask=dask, cores=cores, threads=threads, worker_memory=memory,
-                       walltime=walltime, partition=partition, nodes=nodes)
+                       walltime=walltime, partition=partition, nodes=nodes,
+                       account=_account(raw, limits))
     check_shape(opts, limits)
     return opts
 

@@ -16,13 +16,25 @@ from typing import Any
 
 import batchspawner
 from tornado import web
-from traitlets import Bool, Dict, Float, HasTraits, Integer, List, Unicode, default
+from traitlets import Bool, Callable, Dict, Float, HasTraits, Integer, List, TraitError, Unicode, default
+from traitlets import validate as validate_trait
 
 from . import form, port_api
-from .options import DaskOptions, Limits, OptionError, from_form, parse_memory, parse_walltime, validate
+from .options import (
+    DaskOptions,
+    Limits,
+    OptionError,
+    check_accounts,
+    from_form,
+    parse_memory,
+    parse_walltime,
+    validate,
+)
 from .wrap import LAUNCHERS, launch_command
 
 port_api.install()
+
+_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # a queue, or queue@server (PBS)
 
 
 def template(name: str) -> str:
@@ -83,6 +95,34 @@ class DaskMPISpawnerMixin(HasTraits):
         "the job still runs: a job that ended (rank 0 died, walltime, scancel) fails the spawn "
         "at once instead of after start_timeout.").tag(config=True)
 
+    dask_accounts = List(
+        Unicode(), help="Project/account codes users may charge their job to; the first is the "
+        "default. Empty (the default): the form has no project field and the job gets no -A / "
+        "--account from it (batchspawner's req_account, if set, still applies)."
+    ).tag(config=True)
+    dask_accounts_hook = Callable(
+        None, allow_none=True,
+        help="callable(spawner) -> list of project codes for this user, replacing dask_accounts "
+        "(e.g. read from the site's allocation database). Called each time the form is shown "
+        "and the options are checked, so keep it quick; an empty list means no project field."
+    ).tag(config=True)
+    dask_ignored_options = List(
+        Unicode(), help="user_options keys another layer owns and this spawner drops before "
+        "checking the rest, e.g. [\"profile\"] under wrapspawner's ProfilesSpawner."
+    ).tag(config=True)
+    dask_burst_max_jobs = Integer(
+        0, help="Most extra batch jobs a user's cluster may submit to grow past its own "
+        "allocation (MPICluster.scale(n) above the job's ranks). 0 (the default): no bursting."
+    ).tag(config=True)
+    dask_burst_queue = Unicode(
+        "", help="Queue/partition of the extra jobs; empty (the default): the job's own queue."
+    ).tag(config=True)
+    dask_burst_max_nodes = Integer(1, help="Nodes of each extra job.").tag(config=True)
+    dask_job_log = Unicode(
+        "~/dask-mpi-lx-{job_id}.log", help="Where a job's log is, named in the spawn error when "
+        "the job ends early; {job_id} is replaced. Change it with the batch template's output path."
+    ).tag(config=True)
+
     req_ntasks = Unicode("1", help="MPI ranks of the job (set from the user's choice).")
     req_ncpus = Unicode("1", help="Cores of the job: ranks x threads (set from the choice).")
     req_nodes = Unicode("1", help="Nodes of the job (set from the user's choice).")
@@ -90,6 +130,40 @@ class DaskMPISpawnerMixin(HasTraits):
     req_ncpus_per_node = Unicode("1", help="Cores asked of each node (set from the choice).")
 
     dask_options: DaskOptions | None = None
+
+    @validate_trait("dask_accounts")
+    def _check_dask_accounts(self, proposal: Any) -> list[str]:
+        try:
+            return list(check_accounts(proposal["value"], "dask_accounts"))
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+
+    @validate_trait("dask_burst_max_jobs", "dask_burst_max_nodes")
+    def _check_burst_numbers(self, proposal: Any) -> int:
+        name, value = proposal["trait"].name, proposal["value"]
+        low = 0 if name == "dask_burst_max_jobs" else 1
+        if value < low:
+            raise TraitError(f"{name}: got {value}; expected {low} or more")
+        return value
+
+    @validate_trait("dask_burst_queue")
+    def _check_burst_queue(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value and not _QUEUE.fullmatch(value):
+            raise TraitError(f"dask_burst_queue: got {value[:16]!r}; expected a queue name "
+                             "(letters, digits and _.@-)")
+        return value
+
+    def dask_account_choices(self) -> tuple[str, ...]:
+        """The project codes this user may pick: the hook's answer, else `dask_accounts`."""
+        if self.dask_accounts_hook is None:
+            return tuple(self.dask_accounts)
+        try:
+            return check_accounts(self.dask_accounts_hook(self), "dask_accounts_hook")
+        except ValueError as e:
+            self.log.error("%s (user %s)", e, self.user.name)
+            raise web.HTTPError(500, "the site's list of your projects could not be read; "
+                                "tell the admins") from None
 
     def dask_limits(self) -> Limits:
         """The admin's limits as `Limits` (a bad admin value fails loudly, at spawn)."""
@@ -107,6 +181,7 @@ class DaskMPISpawnerMixin(HasTraits):
             default_walltime=parse_walltime("walltime", self.dask_default_walltime, 10**7),
             default_dask=self.dask_default_enabled,
             cores_per_node=self._cores_per_node(),
+            accounts=self.dask_account_choices(),
         )
 
     def _cores_per_node(self) -> dict[str, int]:
@@ -137,6 +212,9 @@ class DaskMPISpawnerMixin(HasTraits):
 
     def apply_dask_options(self, user_options: dict[str, Any]) -> None:
         """Validate (REST options arrive here unparsed) and set the job's request."""
+        if isinstance(user_options, dict) and self.dask_ignored_options:
+            user_options = {k: v for k, v in user_options.items()
+                            if k not in self.dask_ignored_options}
         try:
             opts = validate(user_options, self.dask_limits())
         except OptionError as e:
@@ -179,7 +257,32 @@ class DaskMPISpawnerMixin(HasTraits):
         subvars = self.get_req_subvars()
         subvars["cmd"] = self.cmd_formatted_for_batch()
         subvars.update(self.user_options)
+        # the batch system passes on only the names in keepvars (sbatch --export, qsub -v),
+        # whatever req_keepvars the site set: add the burst settings' names
+        names = [n for n in subvars.get("keepvars", "").split(",") if n]
+        names += [n for n in self.dask_burst_env() if n not in names]
+        subvars["keepvars"] = ",".join(names)
         return subvars
+
+    def dask_burst_env(self) -> dict[str, str]:
+        """The hub's burst limits for the job's cluster (`dask_burst_max_jobs` > 0), as the
+        ``mpi-lx.burst`` dask-config keys; empty when bursting is off."""
+        if self.dask_burst_max_jobs <= 0:
+            return {}
+        opts = self.dask_options
+        queue = self.dask_burst_queue or (opts.partition if opts else self.req_partition)
+        return {
+            "DASK_MPI_LX__BURST__ENABLED": "true",
+            "DASK_MPI_LX__BURST__MAX_JOBS": str(self.dask_burst_max_jobs),
+            "DASK_MPI_LX__BURST__QUEUE": queue,
+            "DASK_MPI_LX__BURST__MAX_NODES": str(self.dask_burst_max_nodes),
+        }
+
+    def get_env(self) -> dict[str, str]:
+        """batchspawner's job environment (what sbatch/qsub run with), plus the burst limits."""
+        env = super().get_env()
+        env.update(self.dask_burst_env())
+        return env
 
     def cmd_formatted_for_batch(self) -> str:
         inner = super().cmd_formatted_for_batch()
@@ -202,9 +305,9 @@ class DaskMPISpawnerMixin(HasTraits):
                 if self.job_id and not self.port and self.state_isrunning():
                     status = await self.query_job_status()
                     if status == batchspawner.JobStatus.NOTFOUND:
-                        raise RuntimeError(
-                            f"The batch job {self.job_id} ended before Jupyter started; the "
-                            "job's log (dask-mpi-lx-*.log in your home directory) says why")
+                        log = self.dask_job_log.replace("{job_id}", self.job_id)
+                        raise RuntimeError(f"The batch job {self.job_id} ended before Jupyter "
+                                           f"started; the job's log ({log}) says why")
         finally:
             starting.cancel()
 
@@ -280,6 +383,11 @@ class DaskMPIPBSSpawner(DaskMPISpawnerMixin, batchspawner.PBSSpawner):
     @default("batch_script")
     def _batch_script_default(self) -> str:
         return template("pbs.sh.j2")
+
+    @default("dask_job_log")
+    def _dask_job_log_default(self) -> str:
+        # pbs.sh.j2: "-o <home>/" names a directory, so PBS names the file after the job id
+        return "~/{job_id}.OU"
 
     def _cores_per_node(self) -> dict[str, int]:
         return {**self.dask_pbs_whole_node_ncpus, **self.dask_cores_per_node}
