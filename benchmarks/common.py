@@ -74,13 +74,14 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def emit(result: dict, name: str) -> None:
-    """Print the one JSON line and keep a copy in benchmarks/results/<name>.json."""
+def emit(result: dict, name: str, save: bool = True) -> None:
+    """Print the one JSON line and (``save``) keep a copy in benchmarks/results/<name>.json."""
     result = {**result, "machine": machine()}
     line = json.dumps(result)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(line + "\n")
+    if save:
+        out = ROOT / "benchmarks" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(line + "\n")
     print(line, flush=True)
 
 

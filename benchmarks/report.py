@@ -27,11 +27,24 @@ def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
+def cores(r: dict) -> str:
+    """The measuring machine's core count, as its result file recorded it."""
+    n = r.get("machine", {}).get("cores")
+    return f"{n} core" + ("" if n == 1 else "s") if n else "the machine's cores"
+
+
 def b1(r: dict, out: list[str]) -> None:
     out += ["## B1: cluster ready, ours vs the upstream `dask-mpi` CLI", "",
-            "From `mpirun` start until all N workers are connected. Ours: Nanny workers, TLS, "
+            ("From `mpirun` start until a client sees all N workers (both timed the same way: "
+             "a client started with the job connects as soon as the cluster's address is "
+             "published and waits for N workers; a run fails if a worker count ours reports "
+             "is not N). " if r.get("timed_by") == "client" else
+             "From `mpirun` start until all N workers are connected (ours: when rank 0 logs "
+             "that the scheduler has them; upstream: when a polling client sees them). ")
+            + "Ours: Nanny workers, TLS, "
             "dashboard; N+2 ranks (Jupyter, scheduler, workers). Upstream CLI: Nanny workers, "
-            "plain TCP, dashboard; N+1 ranks. Oversubscribed on 2 cores beyond N=1. "
+            f"plain TCP, dashboard; N+1 ranks. Oversubscribed on {cores(r)} beyond that many "
+            "ranks. "
             "Error lines: lines with Traceback/ERROR/Exception printed from start to shutdown.",
             "", "| workers | runs | ours ready (s) | upstream ready (s) | ratio | ours shutdown (s) "
             "| upstream shutdown (s) | ours error lines | upstream error lines |",
@@ -60,8 +73,8 @@ def b1(r: dict, out: list[str]) -> None:
                 label="dask-mpi CLI (upstream)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
-        ax.set_xlabel("workers (2 cores, oversubscribed)")
-        ax.set_ylabel("seconds to all workers connected")
+        ax.set_xlabel(f"workers ({cores(r)}, oversubscribed)")
+        ax.set_ylabel("seconds until a client sees all workers")
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
@@ -97,12 +110,15 @@ def b2(r: dict, out: list[str]) -> None:
 
 def b3(r: dict, out: list[str]) -> None:
     m, ratio = r["median_s"], r["ratio_vs_plain"]
+    plain = r.get("runs_s", {}).get("plain") or []
+    spread = (f" the plain spawn alone varied from {min(plain):.1f} to {max(plain):.1f} s across "
+              "runs." if len(plain) > 1 else "")
     out += ["## B3: the notebook never waits: hub spawn request to server ready", "",
             "Through the hub's REST API on the local stack, alternating, medians of "
             f"{r['runs']} runs. The spawner starts Jupyter at once (`--no-wait-for-workers`); "
             "behind the hub the Dask ranks bind their ports only once Jupyter listens on its own "
-            "(so they cannot take it), and join while the Lab loads. Three runs on 2 shared "
-            "cores are noisy: the plain spawn alone varied from 2.8 to 4.8 s across runs.", "",
+            f"(so they cannot take it), and join while the Lab loads. {r['runs']} runs on "
+            f"{cores(r)}, shared, are noisy:{spread}", "",
             "| variant | ready (s) | ratio to plain |", "|---|---:|---:|",
             f"| plain batchspawner (Dask off, 1 core) | {m['plain']} | 1 |",
             f"| with the launcher, 4 ranks | {m['dask_4']} | {ratio['dask_4']} |",
@@ -199,6 +215,55 @@ def b8(r: dict, out: list[str]) -> None:
             "--nodes 3`)", ""]
 
 
+def b9(r: dict, out: list[str]) -> None:
+    def cell(side: dict, key: str) -> str:
+        value = side.get(key)
+        if value is None:
+            return f"failed ({side.get('failures', '?')} of {len(side.get('runs', []))})"
+        return str(value)
+
+    out += ["## B9: clusters as batch jobs of their own, `MPIJobCluster` vs dask-jobqueue", "",
+            "Both submit batch jobs to the same Slurm from a Python process outside the jobs. "
+            "Ours (`MPIJobCluster`): MPI jobs running `dask-mpi-lx serve`; the first job's rank "
+            "0 keeps the job, rank 1 runs the scheduler, every other rank a Nanny worker; each "
+            "joining job runs one worker per rank but rank 0; TLS. dask-jobqueue's "
+            "`SLURMCluster`: the scheduler runs in the Python process, one job per worker "
+            "(`processes=1, cores=1`), "
+            + ("TLS (`Security.temporary()`)" if r.get("tls", {}).get("jobqueue")
+               else "plain TCP (no TLS)") + ". "
+            "Time to N: from the constructor call until a client sees N workers (ours: the "
+            "constructor returns once the first job runs and its scheduler answers, then "
+            "`scale(N)`; jobqueue: `scale(N)`). Jobs: the queue entries then. Close: from "
+            "`close()` until the queue lists none of its jobs. "
+            f"{r.get('worker_memory', '?')} per worker, partition `{r.get('partition', '?')}` "
+            f"({r.get('node_cpus', '?')} CPUs configured on its one node; the machine has "
+            f"{cores(r)}), "
+            + ("both with `--oversubscribe`, " if r.get("oversubscribe_flag") else "")
+            + f"{r.get('runs', '?')} run(s) each (medians), at most {r.get('limit_s', '?'):g} s "
+            "per run.", "",
+            "| workers | ours job shape | ours time to N (s) | ours jobs | jobqueue time to N (s) "
+            "| jobqueue jobs | ratio | ours close (s) | jobqueue close (s) |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for row in r["rows"]:
+        o, j, shape = row.get("ours", {}), row.get("jobqueue", {}), row.get("ours_shape", {})
+        out.append(f"| {row['workers']} | {shape.get('jobs', '?')} x {shape.get('cores', '?')} "
+                   f"ranks | {cell(o, 'ready_s')} | {o.get('jobs') or '–'} "
+                   f"| {cell(j, 'ready_s')} | {j.get('jobs') or '–'} "
+                   f"| {row.get('ratio') or '–'} | {o.get('close_s') or '–'} "
+                   f"| {j.get('close_s') or '–'} |")
+        note = row.get("oversubscription", {}).get("note")
+        if note:
+            notes.append(f"N={row['workers']}: {note}.")
+        for side, name in ((o, "ours"), (j, "jobqueue")):
+            for run in side.get("runs", []):
+                if not run.get("ok"):
+                    notes.append(f"N={row['workers']}, {name} failed: {run.get('error')}.")
+    out += ["", *[f"- {n}" for n in notes], "",
+            "Command: `python benchmarks/b9_job_clusters.py` (as a normal user; needs "
+            "`etc/local/stack.py up` and dask-jobqueue)", ""]
+
+
 def machine_line(d: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in sorted(d.get("versions", {}).items()))
     return (f"Machine: `{d['host']}`, {d['cores']} cores, Python {d['python']}, {d['date']}"
@@ -219,17 +284,21 @@ def main() -> None:
     out.append("")
     sections = (("child_start_delay", child_start), ("b1_cluster_ready", b1),
                 ("b2_jobqueue", b2), ("b3_hub_spawn", b3), ("b4_shutdown", b4),
-                ("b5_throughput", b5), ("b6_idle_cost", b6), ("b8_multinode", b8))
+                ("b5_throughput", b5), ("b6_idle_cost", b6), ("b8_multinode", b8),
+                ("b9_job_clusters", b9))
     for name, fn in sections:
         r = load(name)
         if r:
             fn(r, out)
         else:
             out += [f"## {name}", "", "Not run yet: no result file.", ""]
+    b1_result = load("b1_cluster_ready")
+    b1_reach = (f" On the {cores(b1_result)} machine of B1, B1 goes up to "
+                f"{max(row['workers'] for row in b1_result['rows'])} workers."
+                if b1_result and b1_result.get("rows") else "")
     out += ["## B7: scale", "",
-            "B7 (16 to 256 workers, ours and the upstream CLI) has not been measured on a "
-            "16-core machine yet. On this 2-core machine B1 goes as far as the cores allow "
-            "(64 workers).", ""]
+            "B7 (16 to 256 workers, ours and the upstream CLI, on a 16-core machine): no "
+            "result file." + b1_reach, ""]
     DOC.write_text("\n".join(out))
     print(f"wrote {DOC}")
 

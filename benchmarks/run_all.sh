@@ -13,4 +13,7 @@ echo ">> b8_multinode (3 simulated nodes)" >&2
 $PY ../etc/local/stack.py up --nodes 3
 $PY b8_multinode.py
 $PY ../etc/local/stack.py up --nodes 1
+echo ">> b9_job_clusters (as bob: the jobs' mpirun refuses root)" >&2
+runuser -u bob -- env -i HOME=/home/bob USER=bob LOGNAME=bob PATH="$(dirname "$(command -v "$PY")"):/usr/bin:/bin" \
+  "$PY" b9_job_clusters.py --no-save | tail -1 > results/b9_job_clusters.json
 $PY report.py

@@ -17,7 +17,7 @@ OUT = Path(__file__).resolve().parent / "reference"
 
 def cli() -> str:
     parts = ["# CLI reference", "", "Generated from the click commands (`docs/gen_reference.py`).", ""]
-    for args in ([], ["launch"], ["config"], ["env"]):
+    for args in ([], ["launch"], ["serve"], ["config"], ["env"]):
         title = " ".join(["dask-mpi-lx", *args])
         text = CliRunner().invoke(main, [*args, "--help"], prog_name="dask-mpi-lx",
                                   terminal_width=100).output
@@ -69,6 +69,16 @@ def api() -> str:
         doc = inspect.getdoc(getattr(MPICluster, name)) or ""
         kind = "property" if isinstance(member, property) else "method"
         parts += [f"### `{name}` ({kind})", "", doc or "(inherited from distributed's Cluster)", ""]
+    from dask_mpi_lx.jobs.cluster import MPIJobCluster
+
+    parts += ["# MPIJobCluster API", "",
+              f"## `MPIJobCluster{inspect.signature(MPIJobCluster.__init__)}`".replace("(self, ", "("),
+              "", "```text", inspect.cleandoc(MPIJobCluster.__doc__), "```", ""]
+    for name in ("scale", "adapt", "jobs", "capacity", "title", "close"):
+        member = inspect.getattr_static(MPIJobCluster, name)
+        doc = inspect.getdoc(getattr(MPIJobCluster, name)) or ""
+        kind = "property" if isinstance(member, property) else "method"
+        parts += [f"### `{name}` ({kind})", "", doc or "(as MPICluster's)", ""]
     return "\n".join(parts)
 
 

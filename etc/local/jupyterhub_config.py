@@ -46,6 +46,8 @@ c.Spawner.environment = {
     "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
     # shorter than the 60s default so the e2e tests see the culler keep-alive act quickly
     "DASK_MPI_LX__KEEPALIVE__INTERVAL": "5s",
+    # clusters launched from the Dask tab (NEW): jobs small enough for the simulated nodes
+    "DASK_MPI_LX__JOBS__WORKER_MEMORY": "1GiB",
 }
 c.Spawner.start_timeout = 180
 c.Spawner.http_timeout = 120
@@ -59,6 +61,8 @@ c.DaskMPISlurmSpawner.dask_max_worker_memory = "4GiB"
 c.DaskMPISlurmSpawner.dask_default_worker_memory = "1GiB"
 c.DaskMPISlurmSpawner.dask_notebook_memory = "2GiB"
 c.DaskMPISlurmSpawner.dask_partitions = ["debug"]
+# a job's cluster may grow past its allocation by one extra job of its size
+c.DaskMPISlurmSpawner.dask_burst_max_jobs = 1
 c.DaskMPISlurmSpawner.startup_poll_interval = 0.5
 # answer spawn requests at once (202) and let clients follow /progress, as the spawn page does
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}

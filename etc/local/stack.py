@@ -107,7 +107,7 @@ def _memory_mb() -> int:
 def _node_lines(count: int) -> str:
     host = socket.gethostname().split(".")[0]
     if count == 1:
-        cpus = int(os.environ.get("DASK_MPI_LX_SLURM_CPUS", os.cpu_count() * 4))
+        cpus = int(os.environ.get("DASK_MPI_LX_SLURM_CPUS", os.cpu_count() * 8))
         return (f"NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={_memory_mb()} "
                 f"State=UNKNOWN\nPartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE "
                 "State=UP OverSubscribe=YES\n")

@@ -1,6 +1,7 @@
 """Dask-MPI-LX: a Dask cluster inside the MPI allocation of a JupyterHub or batch job.
 
-Public API: `MPICluster`. Importing this package starts no MPI and writes nothing.
+Public API: `MPICluster` (a job's own cluster) and `MPIJobCluster` (clusters that run as
+batch jobs of their own). Importing this package starts no MPI and writes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["MPICluster", "__version__"]
+__all__ = ["MPICluster", "MPIJobCluster", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from .cluster.mpicluster import MPICluster
 
         return MPICluster
+    if name == "MPIJobCluster":
+        from .jobs.cluster import MPIJobCluster
+
+        return MPIJobCluster
     raise AttributeError(name)

@@ -49,41 +49,50 @@ def main() -> None:
     """Run a Dask cluster inside the MPI allocation of a JupyterHub (or batch) job."""
 
 
+def _dask_options(f):
+    """The `mpi-lx` settings flags, shared by `launch` and `serve`."""
+    for option in reversed([
+        _option("--nthreads", "nthreads", type=click.IntRange(min=1), help="Threads per worker."),
+        _option("--memory-limit", "memory-limit", type=str,
+             help='Memory per worker: "auto", bytes, "4GiB", or a fraction of the host.'),
+        _option("--worker-class", "worker-class", type=str,
+             help="distributed.Nanny (restarts dead workers) or distributed.Worker."),
+        _option("--local-directory", "local-directory", type=click.Path(file_okay=False),
+             help="Where workers spill (default: a job-private directory)."),
+        _option("--interface", "interface", type=str, help="Network interface, e.g. ib0."),
+        _option("--protocol", "protocol", type=click.Choice(config.PROTOCOLS),
+             help="Comm protocol (default: tls)."),
+        click.option("--tls/--no-tls", "tls", default=None, show_default="tls",
+                  help="Per-job TLS keys (default). --no-tls lets anyone who reaches the "
+                  "scheduler run code as you."),
+        _option("--scheduler-port", "scheduler-port", type=click.IntRange(0, 65535),
+             help="Scheduler port (0: any free port)."),
+        click.option("--dashboard/--no-dashboard", "dashboard", default=None, show_default="dashboard",
+                  help="Serve the scheduler's dashboard."),
+        _option("--dashboard-address", "dashboard-address", type=str,
+             help="host:port for the dashboard (default: 127.0.0.1:0 on rank 0's host)."),
+        _option("--job-directory", "job-directory", type=click.Path(file_okay=False),
+             help="Parent of the job-private directory (default: $TMPDIR or /tmp)."),
+        click.option("--wait-for-workers/--no-wait-for-workers", "wait_for_workers", default=None,
+                  show_default="wait-for-workers",
+                  help="Start CMD once every worker is in, or at once (the cluster joins while CMD "
+                  "starts; what a hub wants)."),
+        _option("--scheduler-timeout", "scheduler-timeout", type=str,
+             help="How long rank 0 waits for the scheduler (and workers) before going on."),
+        _option("--shutdown-timeout", "shutdown-timeout", type=str,
+             help="How long ranks get to stop before the job is aborted."),
+        _option("--poll-interval", "poll-interval", type=str,
+             help="How often idle ranks check for MPI messages."),
+        _option("--mpi-init-timeout", "mpi-init-timeout", type=str,
+             help="How long a rank waits for MPI to start before it leaves."),
+    ]):
+        f = option(f)
+    return f
+
+
 @main.command(cls=LaunchCommand, epilog=LAUNCH_EPILOG,
               context_settings={"help_option_names": ["-h", "--help"]})
-@_option("--nthreads", "nthreads", type=click.IntRange(min=1), help="Threads per worker.")
-@_option("--memory-limit", "memory-limit", type=str,
-         help='Memory per worker: "auto", bytes, "4GiB", or a fraction of the host.')
-@_option("--worker-class", "worker-class", type=str,
-         help="distributed.Nanny (restarts dead workers) or distributed.Worker.")
-@_option("--local-directory", "local-directory", type=click.Path(file_okay=False),
-         help="Where workers spill (default: a job-private directory).")
-@_option("--interface", "interface", type=str, help="Network interface, e.g. ib0.")
-@_option("--protocol", "protocol", type=click.Choice(config.PROTOCOLS),
-         help="Comm protocol (default: tls).")
-@click.option("--tls/--no-tls", "tls", default=None, show_default="tls",
-              help="Per-job TLS keys (default). --no-tls lets anyone who reaches the "
-              "scheduler run code as you.")
-@_option("--scheduler-port", "scheduler-port", type=click.IntRange(0, 65535),
-         help="Scheduler port (0: any free port).")
-@click.option("--dashboard/--no-dashboard", "dashboard", default=None, show_default="dashboard",
-              help="Serve the scheduler's dashboard.")
-@_option("--dashboard-address", "dashboard-address", type=str,
-         help="host:port for the dashboard (default: 127.0.0.1:0 on rank 0's host).")
-@_option("--job-directory", "job-directory", type=click.Path(file_okay=False),
-         help="Parent of the job-private directory (default: $TMPDIR or /tmp).")
-@click.option("--wait-for-workers/--no-wait-for-workers", "wait_for_workers", default=None,
-              show_default="wait-for-workers",
-              help="Start CMD once every worker is in, or at once (the cluster joins while CMD "
-              "starts; what a hub wants).")
-@_option("--scheduler-timeout", "scheduler-timeout", type=str,
-         help="How long rank 0 waits for the scheduler (and workers) before going on.")
-@_option("--shutdown-timeout", "shutdown-timeout", type=str,
-         help="How long ranks get to stop before the job is aborted.")
-@_option("--poll-interval", "poll-interval", type=str,
-         help="How often idle ranks check for MPI messages.")
-@_option("--mpi-init-timeout", "mpi-init-timeout", type=str,
-         help="How long a rank waits for MPI to start before it leaves.")
+@_dask_options
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def launch(cmd: tuple[str, ...], _problem: str | None = None, **options: Any) -> None:
     """Run CMD on rank 0 and a TLS-secured Dask scheduler and workers on the other ranks.
@@ -105,6 +114,47 @@ def launch(cmd: tuple[str, ...], _problem: str | None = None, **options: Any) ->
     if _problem:
         _problem += " (the command starts without a Dask cluster)"
     run_launch(settings, list(cmd), _problem)
+
+
+SERVE_EPILOG = """\b
+Examples (what MPIJobCluster submits; rarely typed by hand):
+  mpirun -np 8 dask-mpi-lx serve --cluster-dir ~/.dask-mpi-lx/clusters/abc123
+  mpirun -np 4 dask-mpi-lx serve --cluster-dir ~/.dask-mpi-lx/clusters/abc123 --join
+"""
+
+
+@main.command(epilog=SERVE_EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@_dask_options
+@click.option("--cluster-dir", required=True, type=click.Path(file_okay=False),
+              help="The cluster's private directory (0700): TLS keys in, scheduler address out.")
+@click.option("--join", is_flag=True, default=False,
+              help="Run workers only, for the scheduler whose address is in --cluster-dir.")
+@click.option("--lease", default=None, show_default="mpi-lx.jobs.lease",
+              help="End the job once no cluster object has been attached for this long.")
+@click.option("--join-timeout", default=None, show_default="mpi-lx.jobs.join-timeout",
+              help="With --join: how long to wait for the scheduler's address.")
+def serve(cluster_dir: str, join: bool, lease: str | None, join_timeout: str | None,
+          **options: Any) -> None:
+    """Run a Dask cluster as a whole MPI job, for a client outside it (MPIJobCluster).
+
+    Start it on every rank. Rank 0 keeps the job, rank 1 runs the TLS scheduler and
+    writes its address into --cluster-dir, every other rank runs a parkable worker. With
+    --join every rank above 0 runs a worker for that scheduler instead. The job ends on
+    scancel or walltime, when no cluster object has been attached for --lease, or (--join)
+    when the scheduler closed its workers.
+    """
+    from .launcher.launch import run_serve
+    from .launcher.serve import ServeOptions
+
+    try:
+        settings = config.resolve(**options)
+        serve_options = ServeOptions(
+            cluster_dir=cluster_dir, join=join,
+            lease=config.duration("jobs.lease", lease),
+            join_timeout=config.duration("jobs.join-timeout", join_timeout))
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    run_serve(settings, serve_options)
 
 
 @main.command("config")

@@ -239,6 +239,11 @@ def attach_setting(name: str) -> float:
     return _seconds(f"{NAMESPACE}.attach.{name}", setting(f"attach.{name}"))
 
 
+def duration(key: str, value: Any = None) -> float:
+    """``value`` (when given) or ``mpi-lx.<key>`` as seconds; `ConfigError` if it is not one."""
+    return _seconds(f"{NAMESPACE}.{key}", setting(key) if value is None else value)
+
+
 def keepalive_interval() -> float | None:
     """`mpi-lx.keepalive.interval` in seconds; None when switched off."""
     value = setting("keepalive.interval")

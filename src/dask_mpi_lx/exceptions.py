@@ -24,7 +24,8 @@ class WorldTooSmallError(MPILXError):
         self.size, self.needed = size, needed
         super().__init__(
             f"found {size} MPI rank(s), need at least {needed} "
-            f"(1 notebook/client + 1 scheduler + 1 worker); ask for more tasks/cores"
+            + ("(1 notebook/client + 1 scheduler + 1 worker)" if needed > 2
+               else "(rank 0 + 1 worker)") + "; ask for more tasks/cores"
         )
 
 

@@ -29,6 +29,23 @@ def shot(page, name: str) -> Path:
     return path
 
 
+def shot_cards(page, name: str) -> Path:
+    """A screenshot of the Dask tab's cluster list alone (the cards scrolled into view)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
+    panel = page.locator("#dask-dashboard-launcher").bounding_box()
+    if handle and panel and panel["width"] < 480:  # widen the side panel: whole card titles
+        y = handle["y"] + handle["height"] / 2
+        page.mouse.move(handle["x"] + 1, y)
+        page.mouse.down()
+        page.mouse.move(handle["x"] + 1 + 480 - panel["width"], y, steps=5)
+        page.mouse.up()
+    page.locator(CARD).last.scroll_into_view_if_needed()
+    page.locator("#dask-dashboard-launcher .dask-ClusterListing").first.screenshot(path=str(path))
+    return path
+
+
 def login(browser, stack, user: str):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.set_default_timeout(60_000)

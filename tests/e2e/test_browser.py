@@ -22,6 +22,7 @@ from tests.e2e.lab_ui import (
     open_dask_tab,
     scale_dialog,
     shot,
+    shot_cards,
     wait_card_workers,
 )
 
@@ -180,6 +181,54 @@ def test_lab_reload_keeps_the_dashboard_connected(lab):
     assert page.locator(PLOTS).count() > 20
     assert page.locator("#dask-dashboard-launcher .dask-DashboardListing-inactive-title").count() == 0
     shot(page, "after-reload")
+
+
+def _free_cpus() -> int:
+    out = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout
+    return int(out.split("/")[1])
+
+
+def _dmlx_jobs() -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-u", USER, "-o", "%j %i %T"], capture_output=True,
+                         text=True).stdout.splitlines()
+    return [x for x in out if x.startswith("dmlx-")]
+
+
+def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
+    """NEW submits a cluster of its own; on a full partition its card says pending, then
+    shows the job running with its workers; SHUTDOWN on that card cancels the job."""
+    page = lab["page"]
+    open_dask_tab(page)
+    blocker = subprocess.run(["runuser", "-u", USER, "--", "sbatch", "--parsable", "-n",
+                              str(_free_cpus()), "--job-name=blocker", "--wrap", "sleep 300"],
+                             capture_output=True, text=True, cwd="/tmp").stdout.strip()
+    try:
+        page.locator("#dask-dashboard-launcher").get_by_text("NEW", exact=True).click()
+        new_card = page.locator(CARD).nth(1)
+        new_card.wait_for(timeout=60_000)
+        title = new_card.locator(".dask-ClusterListingItem-title")
+        deadline = time.monotonic() + 30
+        while "pending" not in title.inner_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        pending = title.inner_text()
+        shot_cards(page, "dask-tab-job-pending")
+    finally:
+        subprocess.run(["scancel", blocker])
+    assert re.match(r"MPI jobs [0-9a-f]+: 0 workers, 2 pending \(job \d+ pending\)", pending), pending
+    deadline = time.monotonic() + 120
+    while not re.search(r": 2 workers \(job \d+ running", title.inner_text()) \
+            and time.monotonic() < deadline:
+        time.sleep(1)
+    running = title.inner_text()
+    shot_cards(page, "dask-tab-job-running")
+    assert re.search(r": 2 workers \(job \d+ running on ", running), running
+    assert card_workers(page) == WORKERS  # the job's own card is untouched
+    assert len(_dmlx_jobs()) == 1
+    new_card.locator(".dask-ClusterListingItem-stop").click()
+    deadline = time.monotonic() + 60
+    while (_dmlx_jobs() or page.locator(CARD).count() > 1) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _dmlx_jobs() == [] and page.locator(CARD).count() == 1
 
 
 def test_stop_from_lab_ends_every_rank_and_frees_the_allocation(lab, hub: Hub):

@@ -288,6 +288,27 @@ c.close()
 '''.replace("NOTEBOOK_NODE_WORKERS", str(OPTIONS["cores"] // OPTIONS["nodes"] - 2)), timeout=120)
 
 
+def test_job_cluster_spans_nodes_from_outside_any_job(mstack):
+    """MPIJobCluster from the host (a login node): its first job on one node, a joining
+    job on another, one scheduler on the first node's address, over TLS."""
+    from tests.e2e.test_job_clusters import PROBE, as_user
+
+    env_memory = "DASK_MPI_LX__JOBS__WORKER_MEMORY=512MiB"  # fits a simulated node
+    argv = as_user("alice", sys.executable, "-c", PROBE, "lifecycle")
+    argv.insert(argv.index("-i") + 1, env_memory)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd="/tmp")
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("JSON ")), None)
+    assert line, proc.stdout[-2000:] + proc.stderr[-3000:]
+    import json
+
+    out = json.loads(line[5:])
+    hosts = [tuple(j["hosts"]) for j in out["jobs_5"].values()]
+    assert len(hosts) == 2 and hosts[0] != hosts[1], out["jobs_5"]  # two nodes
+    assert re.search(r"'tls://" + re.escape(nodes.SUBNET) + r"\.\d+:\d+'", out["repr_5"])
+    assert out["sum_5"] == 42 and len(out["workers_5"]) == 5
+    assert out["queued_after_close"] == ["none"] and out["dir_after_close"] is False
+
+
 def test_losing_node_b_costs_its_workers_then_the_job_ends_cleanly(mhub: Hub, mstack):
     """Every process in node B's namespace killed (slurmd included): the notebook on node A
     keeps running and the cluster drops B's workers at once; when Slurm declares B dead the

@@ -62,7 +62,7 @@ def test_child_env_scrubbed_and_pointed_at_cluster(report):
     assert facts["mpi_vars"] == []
     assert facts["address"].startswith("tls://")
     assert facts["hub_token"] == TOKEN  # the notebook keeps its hub credentials
-    assert facts["labextension_factory"]["class"] == "MPICluster"
+    assert facts["labextension_factory"]["class"] == "lab_cluster"
     assert facts["labextension_initial"][0]["name"].endswith(": 3 workers")
 
 

@@ -113,7 +113,7 @@ def test_labextension_manager_drives_the_job_cluster(dask_mpi_lx_cmd, tmp_path):
     assert out["scaled_down"] == 1
     assert out["scaled_up"] == 3
     assert out["adapt"] == {"minimum": 1, "maximum": 2}
-    assert "already attached here" in out["new"] and "scale that one" in out["new"]
+    assert "turned off at this site" in out["new"] and "mpi-lx.jobs.enabled" in out["new"]
     assert out["listed_after_new"] == 1
     assert out["manual_after_adapt"] == 2
     assert out["title_after_scale"] == name.replace(": 3 workers", ": 2 workers")

@@ -163,6 +163,10 @@ def scenario_race():
 
 
 def scenario_labextension():
+    import dask.config
+
+    dask.config.set({"mpi-lx.jobs.enabled": False})  # NEW: the site turned job clusters off
+
     async def drive():
         # imported in the running loop, as in the Jupyter server: its module-level manager
         # starts labextension.initial from the job config

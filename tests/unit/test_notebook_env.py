@@ -28,8 +28,8 @@ def test_job_config_has_address_tls_and_labextension_entry():
     assert comm["require-encryption"] is True
     assert comm["tls"]["client"] == {"cert": "/j/c.pem", "key": "/j/k.pem"}
     lab = cfg["labextension"]
-    assert lab["factory"]["class"] == "MPICluster"
-    assert lab["factory"]["kwargs"] == {"exclusive": True, "park_on_close": True}
+    assert (lab["factory"]["module"], lab["factory"]["class"]) == (
+        "dask_mpi_lx.cluster.lab_factory", "lab_cluster")
     assert lab["default"] == {"workers": None, "adapt": None}
     assert lab["initial"] == [{"name": "MPI job 123: 4 workers"}]
     assert cfg["mpi-lx"]["job"] == {

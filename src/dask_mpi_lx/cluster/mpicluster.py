@@ -19,7 +19,7 @@ from distributed.security import Security
 
 from ..config import JOB_ID, attach_setting, job_setting
 from ..exceptions import MPILXError, ScaleError, SchedulerNotFoundError
-from ..runtime.roles import plural_workers
+from ..runtime.roles import plural_workers, rank_of_worker
 from .adaptive import MPIAdaptive
 from .dashboard import job_dashboard_link
 from .labcard import retitle
@@ -125,6 +125,7 @@ class MPICluster(Cluster):
         self._exclusive = exclusive
         self._park_on_close = park_on_close and mode == "attach"
         self._pool: PoolView | None = None
+        self._burst: Any = None  # jobs.burst.Burst, made on the first scale past the allocation
         super().__init__(asynchronous=asynchronous, loop=loop,
                          name=name or f"MPI job {job_setting(JOB_ID) or '?'}")
         if mode == "batch" and not self._setup_batch(settings, exit):
@@ -308,8 +309,12 @@ class MPICluster(Cluster):
     async def _scale(self, n: int) -> None:
         if self._pool is None:
             raise ScaleError("this scheduler was not started by dask-mpi-lx; it cannot be scaled")
-        if isinstance(n, bool) or not isinstance(n, int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ScaleError(f"cannot scale to {n!r}: give a whole number from 0 to {self.limit}")
+        burst = self._burst_jobs(n)
+        if burst is not None:  # burst jobs go first when scaling down, come last going up
+            await burst.match(max(0, n - self.limit), await self._burst_spec(burst, n))
+            n = min(n, self.limit)
         reply = PoolView.from_info(await self.scheduler_comm.mpi_lx_scale(
             n=n, timeout=attach_setting("scale-timeout")))
         self._pool = reply
@@ -322,10 +327,38 @@ class MPICluster(Cluster):
         if reply.problem:
             raise ScaleError(f"reached {reply.active} of {plural_workers(n)}: {reply.problem}")
 
+    def _burst_jobs(self, n: int) -> Any:
+        """The job's `Burst` when this cluster may burst (the job's own cluster, the site
+        turned it on) and either ``n`` is above the allocation or burst jobs exist."""
+        if self.mode != "attach" or type(self) is not MPICluster:
+            return None
+        from ..jobs import burst
+
+        if not burst.enabled():
+            return None
+        if self._burst is None:
+            self._burst = burst.Burst(self.scheduler_comm.address,
+                                      self._pool.job_id if self._pool else None)
+        return self._burst
+
+    async def _burst_spec(self, burst: Any, n: int) -> Any:
+        if n <= self.limit:
+            return None
+        workers = list(self.scheduler_info.get("workers", {}).values())
+        threads = int(workers[0].get("nthreads", 1)) if workers else 1
+        memory = int(workers[0].get("memory_limit") or 2**31) if workers else 2**31
+        return await burst.spec(self._pool.limit + 2 if self._pool else 4, threads, memory)
+
+    def _own_workers(self) -> int:
+        """Connected workers of this job's ranks (not of other jobs joining its scheduler)."""
+        return sum(rank_of_worker(str(w.get("name"))) is not None
+                   for w in self.scheduler_info["workers"].values())
+
     async def _observe(self, n: int, timeout: float = 5.0) -> None:
-        """Until the worker stream shows ``n`` workers (it trails the pool's reply)."""
+        """Until the worker stream shows ``n`` of the job's workers (it trails the pool's
+        reply)."""
         deadline = time.monotonic() + timeout
-        while len(self.scheduler_info["workers"]) != n and time.monotonic() < deadline:
+        while self._own_workers() != n and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
     def scale_down(self, workers: Any) -> Any:
@@ -407,6 +440,8 @@ class MPICluster(Cluster):
         the Dask tab card's title."""
         hosts = self._pool.hosts if self._pool else ()
         where = f" on {', '.join(hosts)}" if len(hosts) > 1 else ""
+        burst = self._burst.describe() if self._burst else ""
+        where += f" + burst: {burst}" if burst else ""
         return f"{self.name}: {plural_workers(len(self.scheduler_info.get('workers', {})))}{where}"
 
     def _retitle(self) -> None:

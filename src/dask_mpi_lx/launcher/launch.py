@@ -6,11 +6,16 @@ import asyncio
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ..config import Settings
 from ..logs import RankContext, configure
 from ..mpi.environ import has_hub_secrets, rank_from_env, scrub_hub_secrets
+
+if TYPE_CHECKING:
+    from ..mpi.channel import Channel
+    from .serve import ServeOptions
+    from .supervisor import JobEnd
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +30,8 @@ def reexec_without_hub_secrets() -> None:
     os.execve(sys.executable, argv, scrub_hub_secrets(os.environ))
 
 
-def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> NoReturn:
-    """Run this rank's part of the job, then end the process (rank 0 with CMD's exit code)."""
+def _start_rank(settings: Settings | None) -> tuple[Channel, RankContext]:
+    """Start MPI; ranks above 0 serve their Dask part here and end the process."""
     from ..mpi.channel import Channel
     from ..mpi.start_watchdog import mpi_start_watchdog
 
@@ -44,12 +49,10 @@ def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str 
         drop_inherited_secrets()
         plan_timeout = 2 * settings.scheduler_timeout + 30 if settings else 90.0
         channel.exit(0, finalize=asyncio.run(rank_main(channel, context, plan_timeout)))
-    configure(context)  # rank 0 never imports distributed: the notebook starts sooner
-    from .supervisor import supervise
+    return channel, context
 
-    if settings_problem:
-        logger.error("bad Dask settings: %s", settings_problem)
-    end = asyncio.run(supervise(channel, settings, cmd, settings_problem))
+
+def _end(channel: Channel, end: JobEnd) -> NoReturn:
     if end.silent:
         logger.error("ranks %s did not stop within the shutdown timeout; aborting the MPI job "
                      "so that no rank is left behind", end.silent)
@@ -58,3 +61,24 @@ def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str 
         logger.warning("ranks %s died during the job; leaving without MPI_Finalize",
                        end.lost)
     channel.exit(end.rc, finalize=not end.lost)
+
+
+def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> NoReturn:
+    """Run this rank's part of the job, then end the process (rank 0 with CMD's exit code)."""
+    channel, context = _start_rank(settings)
+    configure(context)  # rank 0 never imports distributed: the notebook starts sooner
+    from .supervisor import supervise
+
+    if settings_problem:
+        logger.error("bad Dask settings: %s", settings_problem)
+    _end(channel, asyncio.run(supervise(channel, settings, cmd, settings_problem)))
+
+
+def run_serve(settings: Settings, options: ServeOptions) -> NoReturn:
+    """`dask-mpi-lx serve`: this rank's part of a job that is only a Dask cluster."""
+    channel, context = _start_rank(settings)
+    context.role = "keeper"
+    configure(context)
+    from .serve import serve
+
+    _end(channel, asyncio.run(serve(channel, settings, options)))

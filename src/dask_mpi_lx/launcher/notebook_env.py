@@ -75,8 +75,10 @@ def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
         "scheduler-address": cluster.address,
         "distributed": {},
         "labextension": {
-            "factory": {"module": "dask_mpi_lx", "class": "MPICluster", "args": [],
-                        "kwargs": {"exclusive": True, "park_on_close": True}},
+            # the job's own cluster first; NEW launches a cluster of MPI batch jobs (or says
+            # why the site turned that off)
+            "factory": {"module": "dask_mpi_lx.cluster.lab_factory", "class": "lab_cluster",
+                        "args": [], "kwargs": {}},
             "default": {"workers": None, "adapt": None},
             "initial": [{"name": f"MPI job {cluster.job_id}: {plural_workers(cluster.n_workers)}"}],
         },

@@ -43,7 +43,7 @@ class JobEnd:
     lost: list[int] = field(default_factory=list)
 
 
-async def _watch_ranks(channel: Channel, started: StartedCluster, settings: Settings) -> None:
+async def watch_ranks(channel: Channel, started: StartedCluster, settings: Settings) -> None:
     """Say at once when a rank dies, and keep the rest of the job working without it: a
     dead worker rank leaves the pool; a dead scheduler ends the cluster, not the notebook.
     A dead rank's spill directory on this host is removed (it could not do it itself)."""
@@ -61,6 +61,8 @@ async def _watch_ranks(channel: Channel, started: StartedCluster, settings: Sett
             role = plan.role(r).value
             logger.error("%s, a Dask %s, died (killed or out of memory?); the notebook goes on",
                          started.watch.describe(r), role)
+        if plan.scheduler_rank is None:  # workers of an outside scheduler: nobody to tell
+            continue
         if plan.scheduler_rank in lost:
             logger.error("the Dask scheduler is gone: this job's cluster has ended (Client "
                          "calls fail); the worker ranks stop now; restart the server for a "
@@ -135,6 +137,14 @@ class Signals:
             self._loop.remove_signal_handler(sig)
 
 
+def burst_enabled() -> bool:
+    """Whether the site lets this job burst (`mpi-lx.burst.enabled`): its scheduler and
+    workers then listen where other hosts' jobs reach them, even on one host."""
+    from ..config import NAMESPACE, _bool, setting
+
+    return _bool(f"{NAMESPACE}.burst.enabled", setting("burst.enabled"))
+
+
 def child_argv(cmd: list[str]) -> list[str]:
     """``cmd`` behind `pdeathsig_exec`: it gets SIGTERM when rank 0 dies (even by SIGKILL),
     so the Jupyter server never outlives the job's rank 0 and answers the hub half-alive."""
@@ -202,6 +212,12 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
             remove_socket(job.started.dashboard_socket)
         t1 = time.monotonic()
         timeout = settings.stop_timeout(channel.size) if settings else 4.0 + 0.15 * channel.size
+        if burst_enabled():  # burst jobs stop their workers first; the scheduler waits for them
+            from ..jobs.burst import end_of_job
+            from ..runtime.dask_ranks import joined_leave_budget
+
+            await end_of_job(job.started.job_id)
+            timeout += joined_leave_budget()
         silent = await stop_cluster(channel, job.started, f"notebook-exit-{rc}", timeout)
         logger.info("cluster stopped in %.2fs%s", time.monotonic() - t1,
                     f"; ranks {silent} did not answer" if silent else "")
@@ -219,7 +235,8 @@ async def _start_up(channel: Channel, settings: Settings | None, started: Starte
     # behind a hub the Jupyter server proxies the dashboard: no TCP port for it at all
     behind_hub = bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
     signals.startup = asyncio.ensure_future(start_cluster(
-        channel, settings, started.job_id, settings_problem, private_dashboard=behind_hub))
+        channel, settings, started.job_id, settings_problem, private_dashboard=behind_hub,
+        reachable=burst_enabled()))
     try:
         return await signals.startup
     except asyncio.CancelledError:
@@ -255,8 +272,13 @@ async def _start_and_run(channel: Channel, settings: Settings | None, cmd: list[
         env = child_environment(os.environ, started.address, str(job.jobdir.dask_config_dir))
         job.tasks.append(asyncio.ensure_future(_report_ready(channel, started, settings)))
     elif job.jobdir:
+        planned = len(started.plan.worker_ranks)
+        workers = planned if started.workers is None else started.workers
+        if workers < planned:
+            logger.warning("only %d of %d worker ranks joined within the scheduler timeout; "
+                           "the command starts with %d", workers, planned, workers)
         logger.info("Dask cluster ready at %s (%d workers); job files in %s", started.address,
-                    len(started.plan.worker_ranks), job.jobdir.path)
+                    workers, job.jobdir.path)
         env = child_environment(os.environ, started.address, str(job.jobdir.dask_config_dir))
     else:
         logger.warning("no Dask cluster for this job: %s; starting the command anyway",
@@ -264,7 +286,7 @@ async def _start_and_run(channel: Channel, settings: Settings | None, cmd: list[
         env = child_environment(os.environ, None, None)
     logger.info("starting the command %.2fs after launch", time.monotonic() - t0)
     if started.plan and settings:
-        job.tasks.append(asyncio.ensure_future(_watch_ranks(channel, started, settings)))
+        job.tasks.append(asyncio.ensure_future(watch_ranks(channel, started, settings)))
 
     def on_start(pid: int | None) -> None:
         if started.hold_until_go:

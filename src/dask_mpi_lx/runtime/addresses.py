@@ -30,8 +30,10 @@ def peer_host(plan: Plan, rank: int) -> str | None:
 
 def job_ip(plan: Plan, rank: int, interface: str | None = None) -> str:
     """The address ``rank``'s Dask listeners bind: the interface's address if one is set,
-    loopback on a single-host job, else the source address the kernel picks towards another
-    host of the job (a UDP ``connect``: no packet is sent). Raises `NoJobAddressError`."""
+    loopback on a single-host job (unless the plan must be `reachable` from other hosts:
+    then the address of this host's name), else the source address the kernel picks towards
+    another host of the job (a UDP ``connect``: no packet is sent). Raises
+    `NoJobAddressError`."""
     if interface:
         from distributed.utils import get_ip_interface
 
@@ -40,8 +42,17 @@ def job_ip(plan: Plan, rank: int, interface: str | None = None) -> str:
         except ValueError as e:
             raise NoJobAddressError(f"interface {interface!r}: {e}") from None
     peer = peer_host(plan, rank)
-    if peer is None:
+    if peer is None and not plan.reachable:
         return LOOPBACK
+    if peer is None:
+        import socket
+
+        peer = socket.gethostname()  # its address is the one other hosts know it by
+        try:
+            return socket.gethostbyname(peer)
+        except OSError as e:
+            raise NoJobAddressError(f"cannot resolve this host's name {peer!r}: {e}; set "
+                                    "mpi-lx.interface (--interface)") from None
     from distributed.utils import get_ip
 
     with warnings.catch_warnings():

@@ -9,15 +9,15 @@ import secrets
 import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..config import Settings
 from ..exceptions import WorldTooSmallError
 from ..mpi.channel import Channel
 from .addresses import NoJobAddressError, job_ip
 from .liveness import RankWatch
-from .protocol import Draining, Endpoint, PlanMessage, RankHello, Stop, Tag
-from .roles import Plan, plan_roles
+from .protocol import Draining, Endpoint, PlanMessage, RankHello, Ready, Stop, Tag
+from .roles import Plan, plan_join, plan_roles
 from .scratch import owner_tag, safe_job_id
 from .tls import JobTLS, new_job_tls
 
@@ -98,6 +98,7 @@ class StartedCluster:
     problem: str | None = None
     hello_ranks: tuple[int, ...] = ()
     early: bool = False  # the address was fixed in advance; the scheduler may not be up yet
+    workers: int | None = None  # how many workers the scheduler had when it answered
     dashboard_socket: str | None = None
     hold_until_go: bool = False  # the ranks wait for GO before binding any port
     watch: RankWatch = field(default_factory=RankWatch)
@@ -123,10 +124,14 @@ async def _gather_hellos(channel: Channel, timeout: float, watch: RankWatch) -> 
 
 async def start_cluster(
     channel: Channel, settings: Settings | None, job_id: str, settings_problem: str | None = None,
-    private_dashboard: bool = False,
+    private_dashboard: bool = False, *, tls: JobTLS | None = None, join: str | None = None,
+    lease: float | None = None, reachable: bool = False,
 ) -> StartedCluster:
     """Plan roles, send every rank its part, and wait for the scheduler's address.
-    ``private_dashboard``: see `plan_endpoint`.
+    ``private_dashboard``: see `plan_endpoint`. ``tls``: these keys instead of new ones.
+    ``join``: every rank above 0 runs a worker for the scheduler at this address (outside
+    the job). ``lease``: the scheduler ends the job when no cluster object has been attached
+    for that long. ``reachable``: listeners other hosts can reach, even on one host.
 
     Never raises for a cluster that cannot start: `StartedCluster.problem` says why.
     """
@@ -143,17 +148,20 @@ async def start_cluster(
     elif missing:
         started.problem = f"ranks {missing} did not report within {timeout:g}s"
     else:
+        layout = [hosts[r] for r in range(channel.size)]
         try:
-            started.plan = plan_roles([hosts[r] for r in range(channel.size)])
+            started.plan = plan_join(layout, safe_job_id(job_id)) if join else plan_roles(layout)
         except WorldTooSmallError as e:
             started.problem = str(e)
+    if started.plan and reachable:
+        started.plan = replace(started.plan, reachable=True)
     if started.plan and settings and settings.tls:
-        started.tls = new_job_tls()
+        started.tls = tls or new_job_tls()
     elif started.plan:
         logger.warning("TLS is OFF (--no-tls): anyone who can reach the scheduler can run code "
                        "as this user")
     endpoint = None
-    if started.plan and settings:
+    if started.plan and settings and not join:
         try:
             endpoint = plan_endpoint(started.plan, settings, private_dashboard, job_id)
         except NoJobAddressError as e:
@@ -163,8 +171,13 @@ async def start_cluster(
     for r in started.hello_ranks:
         if r != 0:
             channel.send(r, Tag.PLAN, PlanMessage(started.plan, started.tls, settings, job_id,
-                                                  endpoint))
+                                                  endpoint, lease))
     if started.plan is None:
+        return started
+    if join:  # rank 0 hands out the outside scheduler's address itself
+        for r in started.plan.worker_ranks:
+            channel.send(r, Tag.READY, Ready(address=join))
+        started.address = join
         return started
     if endpoint and endpoint.contact:
         started.address, started.dashboard, started.early = endpoint.contact, endpoint.dashboard, True
@@ -175,7 +188,7 @@ async def start_cluster(
 
 async def wait_ready(channel: Channel, started: StartedCluster, timeout: float) -> StartedCluster:
     """Rank 0 takes the scheduler's READY (address and dashboard, or why it failed)."""
-    assert started.plan is not None
+    assert started.plan is not None and started.plan.scheduler_rank is not None
     got = await channel.recv(Tag.READY, source=started.plan.scheduler_rank, timeout=timeout,
                              poll=0.02)
     if got is None:
@@ -184,6 +197,7 @@ async def wait_ready(channel: Channel, started: StartedCluster, timeout: float) 
         started.problem = ready.error
     else:
         started.address = ready.address
+        started.workers = ready.workers
         started.dashboard = tuple(ready.dashboard) if ready.dashboard else None
     return started
 
@@ -216,7 +230,7 @@ async def stop_cluster(channel: Channel, started: StartedCluster, reason: str,
     others = list(range(1, channel.size))
     first = [r for r in others if started.plan and r in started.plan.worker_ranks]
     rest = [r for r in others if r not in first]
-    if started.plan:
+    if started.plan and started.plan.scheduler_rank is not None:
         channel.send(started.plan.scheduler_rank, Tag.DRAINING, Draining(reason))
     silent = await _stop_ranks(channel, first, reason, timeout * 0.6, started.watch)
     silent += await _stop_ranks(channel, rest, reason, timeout * 0.4, started.watch)

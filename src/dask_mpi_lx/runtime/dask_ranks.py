@@ -27,9 +27,10 @@ from .dashboard_socket import remove_socket, serve_on_unix_socket
 from .liveness import RankProcess
 from .pool import WorkerPool
 from .protocol import Endpoint, RankState, Ready, StateReport, Stop, Tag
-from .roles import Plan, Role, worker_name
+from .roles import Plan, Role, rank_of_worker
 from .scratch import make_rank_scratch
 from .tls import JobTLS, security_for
+from .worker_plugin import DrainHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class RankJob:
     tls: JobTLS | None
     job_id: str
     endpoint: Endpoint | None = None
+    lease: float | None = None
 
     @property
     def role(self) -> Role:
@@ -174,6 +176,9 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         scratch = s.local_directory or make_rank_scratch(s.job_directory, job.job_id,
                                                          job.channel.rank)
         dask.config.set({"temporary-directory": scratch})
+        if not (s.dashboard and dashboard_address):  # no dashboard: its HTTP server (always
+            # started, on loopback) answers /health only, like the workers'
+            dask.config.set({"distributed.scheduler.http.routes": WORKER_HTTP_ROUTES})
         scheduler = Scheduler(
             host=listen,
             port=endpoint.port,
@@ -201,7 +206,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         port = scheduler.services["dashboard"].port
         host = dashboard_address.rpartition(":")[0] or job.plan.hosts[job.channel.rank]
         dashboard = (host, port)
-    pool = WorkerPool(scheduler, job.channel, job.plan, job.job_id, dashboard)
+    pool = WorkerPool(scheduler, job.channel, job.plan, job.job_id, dashboard, job.lease)
     pool.start()
     quiet = asyncio.ensure_future(_quiet_when_draining(job))
     ready = Ready(address=scheduler.address, dashboard=dashboard)
@@ -215,6 +220,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     await _first(stop.wait(), scheduler.finished())
     quiet.cancel()
     await pool.stop()
+    await _let_joined_workers_leave(scheduler)
     remove_socket(endpoint.dashboard_socket)
     if stop.reason == RANK0_GONE:  # workers on other hosts cannot see rank 0: tell them
         for r in job.plan.worker_ranks:
@@ -226,6 +232,42 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(scheduler.close(reason=stop.reason),
                                    0.5 * s.stop_timeout(job.channel.size))
+
+
+JOINED_LEAVE_TIMEOUT = 8.0  # seconds the scheduler waits for other jobs' workers to leave
+
+
+def joined_leave_budget() -> float:
+    """Extra stop time for a job whose scheduler may wait for other jobs' workers (the
+    scheduler is stopped in the last 40% of the stop timeout: see `stop_cluster`)."""
+    return JOINED_LEAVE_TIMEOUT / 0.4
+
+
+async def _let_joined_workers_leave(scheduler: Any, timeout: float = JOINED_LEAVE_TIMEOUT) -> None:
+    """Before the scheduler closes, wait for the workers of other jobs (`dask-mpi-lx serve
+    --join`, bursts) to leave: their jobs see the cluster's contact file go (or are
+    cancelled) and stop their workers the clean way, through each rank's Nanny. Closed from
+    here instead, a worker closes itself, and both its stop-queue thread ("Worker process
+    died unexpectedly") and a stream cut mid-write log tracebacks; so that stays the
+    fallback for workers still there after ``timeout``."""
+    def joined() -> list[Any]:
+        return [ws for ws in scheduler.workers.values() if rank_of_worker(ws.name) is None]
+
+    if not joined():
+        return
+    logger.info("waiting for %d workers of other jobs to leave before the scheduler closes",
+                len(joined()))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while joined() and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    left = joined()
+    if left:
+        logger.warning("%d workers of other jobs did not leave within %gs; closing them",
+                       len(left), timeout)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(scheduler.retire_workers(
+                workers=[ws.address for ws in left], close_workers=True, remove=True), 5.0)
 
 
 def _worker_listen_kwargs(job: RankJob) -> dict[str, Any]:
@@ -241,7 +283,8 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
     assert job.plan is not None
     s = job.settings
     got = None
-    waiter = asyncio.ensure_future(job.channel.recv(Tag.READY, source=job.plan.scheduler_rank))
+    sched = job.plan.pool_rank  # the scheduler rank, or rank 0 with the outside scheduler's address
+    waiter = asyncio.ensure_future(job.channel.recv(Tag.READY, source=sched))
     await _first(stop.wait(), asyncio.shield(waiter))
     if waiter.done():
         got = waiter.result()
@@ -260,10 +303,9 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
                                                                  job.channel.rank)
     except MPILXError as e:
         logger.error("no worker on this rank: %s", e)
-        job.channel.send(job.plan.scheduler_rank, Tag.STATE, StateReport(RankState.LOST, str(e)))
+        job.channel.send(sched, Tag.STATE, StateReport(RankState.LOST, str(e)))
         await stop.wait()
         return
-    sched = job.plan.scheduler_rank
     # the worker process a Nanny spawns sets up its logging from this on import
     os.environ["DASK_DISTRIBUTED__ADMIN__LOG_FORMAT"] = (
         f"%(asctime)s dask-mpi-lx[rank {job.channel.rank}/{job.channel.size} worker-process "
@@ -275,7 +317,7 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
         scrub_process_environ()  # PMIx may set more after MPI_Init: keep worker processes clean
         worker = cls(
             address,
-            name=worker_name(job.channel.rank),
+            name=job.plan.worker_name(job.channel.rank),
             nthreads=s.nthreads,
             memory_limit=s.memory_limit,
             local_directory=local_directory,
@@ -283,6 +325,7 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             protocol=s.protocol,
             security=security_for(job.tls),
             death_timeout=60,
+            plugins=(DrainHeartbeat(),),
         )
         try:
             await worker

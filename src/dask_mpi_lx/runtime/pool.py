@@ -18,8 +18,8 @@ from typing import Any
 from ..exceptions import ScaleError
 from ..mpi.channel import Channel
 from .pool_state import Action, PoolState, Retire, Unpark
-from .protocol import RankState, StateReport, Tag, UnparkRequest
-from .roles import Plan, plural_workers, rank_of_worker, worker_name
+from .protocol import Expired, RankState, StateReport, Tag, UnparkRequest
+from .roles import Plan, plural_workers, rank_of_worker
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +28,9 @@ class WorkerPool:
     """Moves worker ranks between running a worker and parked, as `PoolState` decides."""
 
     def __init__(self, scheduler: Any, channel: Channel, plan: Plan, job_id: str,
-                 dashboard: tuple[str, int] | None):
+                 dashboard: tuple[str, int] | None, lease: float | None = None):
         self.scheduler = scheduler
+        self.lease = lease
         self.channel = channel
         self.plan = plan
         self.job_id = job_id
@@ -47,6 +48,8 @@ class WorkerPool:
     def start(self) -> None:
         self._listeners = [asyncio.ensure_future(self._listen()),
                            asyncio.ensure_future(self._listen_lost())]
+        if self.lease:
+            self._listeners.append(asyncio.ensure_future(self._keep_lease(self.lease)))
 
     async def stop(self) -> None:
         for task in [*self._listeners, *self._tasks]:
@@ -58,6 +61,29 @@ class WorkerPool:
     def limit(self) -> int:
         """Worker ranks that can run a worker: all of the job's, less the lost ones."""
         return self.state.limit
+
+    def _attached(self) -> int:
+        """Subscribers (cluster objects) whose connection is still open."""
+        for sub in list(self._subscribers):
+            if sub.closed():
+                sub.unsubscribe()
+        return len(self._subscribers)
+
+    async def _keep_lease(self, lease: float) -> None:
+        """`dask-mpi-lx serve`: once no cluster object has been attached for ``lease``
+        seconds (its kernel was killed, or it never came), tell rank 0 to end the job, so
+        that nothing runs until walltime for nobody."""
+        loop = asyncio.get_running_loop()
+        alone_since = loop.time()
+        while True:
+            await asyncio.sleep(min(1.0, lease / 4))
+            if self._attached():
+                alone_since = loop.time()
+            elif loop.time() - alone_since >= lease:
+                why = f"no cluster object attached for {lease:g}s"
+                logger.warning("%s (its process ended?): ending job %s", why, self.job_id)
+                self.channel.send(0, Tag.EXPIRED, Expired(why))
+                return
 
     # ------------------------------------------------------------------ rank reports
     async def _listen_lost(self) -> None:
@@ -107,7 +133,7 @@ class WorkerPool:
     async def _retire(self, ranks: list[int]) -> None:
         """Move their data to the other workers, then close each worker and its nanny; the
         rank notices and reports "parked". A worker the scheduler keeps goes back to active."""
-        names = [worker_name(r) for r in ranks]
+        names = [self.plan.worker_name(r) for r in ranks]
         retired = await self.scheduler.retire_workers(names=names, close_workers=True,
                                                       remove=True)
         gone = {info.get("name") for info in (retired or {}).values()}
@@ -130,7 +156,7 @@ class WorkerPool:
         """Job, hosts, the phase of every worker rank, and how a request ended: ``problem``
         says why it did not reach ``request`` workers, ``replaced`` that a later request
         took over before it finished."""
-        ranks = {r: {"name": worker_name(r), "host": self._host(r), "state": slot.phase.value}
+        ranks = {r: {"name": self.plan.worker_name(r), "host": self._host(r), "state": slot.phase.value}
                  for r, slot in sorted(self.state.ranks.items())}
         return {
             "job_id": self.job_id,

@@ -38,6 +38,11 @@ class PoolStatusPlugin(SchedulerPlugin):
         except CommClosedError:
             self.unsubscribe()
 
+    def closed(self) -> bool:
+        """Whether the subscriber's connection is gone (its process may have died quietly)."""
+        comm = self.bcomm.comm
+        return comm is None or comm.closed()
+
     def unsubscribe(self) -> None:
         """The subscriber went away: stop sending. (Not `close`: that name is the plugin
         hook the scheduler awaits when it closes.)"""

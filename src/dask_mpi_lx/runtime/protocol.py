@@ -24,6 +24,7 @@ class Tag(IntEnum):
     DRAINING = 18  # 0 -> scheduler: Draining (the workers are being stopped)
     LOST = 19      # 0 -> scheduler: Lost (these worker ranks died)
     GO = 20        # 0 -> rank r: Go (Jupyter has bound its port; open Dask's listeners now)
+    EXPIRED = 21   # scheduler -> 0: Expired (`dask-mpi-lx serve`: no cluster object is attached)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class PlanMessage:
     settings: Settings | None
     job_id: str
     endpoint: Endpoint | None = None
+    lease: float | None = None  # serve: the job ends after this long with nobody attached
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,13 @@ class Lost:
 @dataclass(frozen=True)
 class UnparkRequest:
     """Start the worker again."""
+
+
+@dataclass(frozen=True)
+class Expired:
+    """No cluster object has been attached for the lease: the job should end."""
+
+    reason: str
 
 
 @dataclass(frozen=True)

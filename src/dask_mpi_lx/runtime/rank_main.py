@@ -66,7 +66,7 @@ async def rank_main(channel: Channel, context: RankContext, plan_timeout: float 
     elif plan_task.done():
         msg: PlanMessage = plan_task.result()[1]
         job = RankJob(channel=channel, plan=msg.plan, settings=msg.settings, tls=msg.tls,
-                      job_id=msg.job_id, endpoint=msg.endpoint)
+                      job_id=msg.job_id, endpoint=msg.endpoint, lease=msg.lease)
         if msg.settings is not None:
             channel.poll_interval = msg.settings.poll_interval
         context.role = job.role.value
@@ -95,7 +95,7 @@ async def serve_guarded(job: RankJob, stop: StopWatch) -> None:
         await serve_rank(job, stop)
     except Exception:
         if job.role is Role.WORKER:
-            job.channel.send(job.plan.scheduler_rank, Tag.STATE,
+            job.channel.send(job.plan.pool_rank, Tag.STATE,
                              StateReport(RankState.LOST, "unhandled error on the rank"))
         logger.exception("unhandled error in this rank's %s; it leaves the Dask cluster and "
                          "waits for the end of the job (the notebook and other ranks go on)",

@@ -1,0 +1,1 @@
+"""Clusters that run as MPI batch jobs of their own: `MPIJobCluster` and bursting."""

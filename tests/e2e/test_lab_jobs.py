@@ -1,0 +1,152 @@
+"""Inside a notebook job spawned through the hub: the Dask tab's NEW launches a cluster of
+MPI batch jobs (through dask-labextension's REST API), and the job's own cluster bursts
+past its allocation with extra jobs (from a kernel), within the hub's limits."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.e2e.hub import Hub, assert_nothing_left, jobs_of, run_json_in_kernel
+
+pytestmark = pytest.mark.e2e
+
+USER = "alice"
+OPTIONS = {"cores": 4, "threads": 1, "worker_memory": "1GiB", "walltime": "00:30:00"}
+LIMIT = OPTIONS["cores"] - 2
+
+
+@pytest.fixture(scope="module")
+def server(hub: Hub) -> dict:
+    hub.stop(USER)
+    subprocess.run(["scancel", "-u", USER], check=False)
+    response, messages = hub.spawn(USER, OPTIONS)
+    assert response.status in (201, 202), response.body
+    assert hub.server(USER)["ready"], messages
+    yield {"job": jobs_of(USER)[0].split()[0]}
+    hub.stop(USER)
+    subprocess.run(["scancel", "-u", USER], check=False)
+
+
+def cards(hub: Hub) -> list[dict]:
+    r = hub.request("GET", f"/user/{USER}/dask/clusters")
+    assert r.status == 200, r.body
+    return r.json()
+
+
+def wait_card(hub: Hub, card_id: str, ok, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        card = next((c for c in cards(hub) if c["id"] == card_id), None)
+        if (card and ok(card)) or time.monotonic() > deadline:
+            return card
+        time.sleep(1)
+
+
+def queued(name_prefix: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-u", USER, "-o", "%j %i %T"], capture_output=True,
+                         text=True).stdout.splitlines()
+    return [x for x in out if x.startswith(name_prefix)]
+
+
+def test_new_in_the_dask_tab_launches_a_job_cluster_and_shutdown_cancels_it(hub, server):
+    deadline = time.monotonic() + 60  # the job's own card appears once its workers joined
+    while not ((before := cards(hub)) and before[0]["workers"] == LIMIT) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(before) == 1 and before[0]["name"].startswith("MPI job ")  # the job's own
+    r = hub.request("PUT", f"/user/{USER}/dask/clusters", timeout=120)
+    assert r.status == 200, r.body
+    new = r.json()
+    assert new["id"] != before[0]["id"]
+    card = wait_card(hub, new["id"], lambda c: c["workers"] == 2 and "running" in c["name"])
+    assert card and card["workers"] == 2 and card["name"].startswith("MPI jobs "), card
+    own = next(c for c in cards(hub) if c["id"] == before[0]["id"])
+    assert own["workers"] == LIMIT  # the job's own card is untouched
+    r = hub.request("PATCH", f"/user/{USER}/dask/clusters/{new['id']}", {"workers": 5},
+                    timeout=120)
+    assert r.status == 200, r.body
+    card = wait_card(hub, new["id"], lambda c: c["workers"] == 5)
+    assert card["workers"] == 5 and len(queued("dmlx-")) == 2, (card, queued("dmlx-"))
+    r = hub.request("DELETE", f"/user/{USER}/dask/clusters/{new['id']}", timeout=120)
+    assert r.status in (200, 204), r.body
+    deadline = time.monotonic() + 60
+    while queued("dmlx-") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert queued("dmlx-") == []
+    assert [c["id"] for c in cards(hub)] == [before[0]["id"]]
+
+
+BURST = r'''
+import json, os, subprocess, time
+from distributed import Client
+from dask_mpi_lx import MPICluster
+from dask_mpi_lx.exceptions import ScaleError
+def burst_jobs():
+    out = subprocess.run(["squeue", "-h", "--me", "--name=dmlx-burst-" + os.environ["SLURM_JOB_ID"],
+                          "-o", "%i %T"], capture_output=True, text=True).stdout
+    return out.split("\n")[:-1]
+facts = {}
+cluster = MPICluster()
+client = Client(cluster)
+limit = cluster.limit
+facts["limit"] = limit
+t = time.monotonic()
+cluster.scale(limit + 1)
+facts["scale_up_s"] = time.monotonic() - t
+client.wait_for_workers(limit + 1, timeout=120)
+facts["names"] = sorted(str(w["name"]) for w in cluster.scheduler_info["workers"].values())
+facts["title_up"] = cluster.title
+facts["sum"] = client.submit(sum, range(10)).result()
+cluster.scale(limit)
+deadline = time.monotonic() + 60
+while (burst_jobs() or len(cluster.scheduler_info["workers"]) != limit) and time.monotonic() < deadline:
+    time.sleep(1)
+facts["after_down"] = burst_jobs()
+facts["workers_down"] = len(cluster.scheduler_info["workers"])
+try:
+    cluster.scale(limit + 100)
+    facts["too_many"] = "accepted"
+except ScaleError as e:
+    facts["too_many"] = str(e)
+# a busy partition: the burst job queues, and the notebook goes on at once
+free = int(subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout.split("/")[1])
+blocker = subprocess.run(["sbatch", "--parsable", "-n", str(free), "--job-name=dmlx-blocker",
+                          "--wrap", "sleep 300"], capture_output=True, text=True).stdout.strip()
+time.sleep(3)
+t = time.monotonic()
+cluster.scale(limit + 1)
+facts["pending_scale_s"] = time.monotonic() - t
+facts["pending_jobs"] = burst_jobs()
+facts["title_pending"] = cluster.title
+facts["kernel_answers"] = client.submit(lambda: 7).result()
+subprocess.run(["scancel", blocker])
+print("JSON " + json.dumps(facts))
+'''
+
+
+def test_burst_past_the_allocation_and_back(hub, server):
+    facts = run_json_in_kernel(hub, USER, BURST, timeout=300)
+    assert facts["limit"] == LIMIT
+    burst_workers = [n for n in facts["names"] if n.startswith("job-")]
+    # one worker more than the allocation: one extra job, only as big as that (2 ranks)
+    assert len(burst_workers) == 1 and len(facts["names"]) == LIMIT + 1, facts["names"]
+    assert facts["sum"] == 45 and "burst: job" in facts["title_up"], facts["title_up"]
+    assert facts["after_down"] == [] and facts["workers_down"] == LIMIT  # burst jobs go first
+    assert "the site allows 1" in facts["too_many"], facts["too_many"]
+    assert facts["pending_scale_s"] < 15, facts
+    assert len(facts["pending_jobs"]) == 1 and facts["pending_jobs"][0].endswith("PENDING")
+    assert "pending" in facts["title_pending"] and facts["kernel_answers"] == 7
+
+
+def test_the_notebook_jobs_end_cancels_its_burst_jobs(hub, server):
+    name = f"dmlx-burst-{server['job']}"
+    assert len(queued(name)) == 1  # still pending from the test before
+    hub.stop(USER)
+    deadline = time.monotonic() + 60
+    while queued(name) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert queued(name) == []
+    assert_nothing_left(USER)
