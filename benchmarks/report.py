@@ -81,7 +81,7 @@ def b1(r: dict, out: list[str]) -> None:
         PLOT.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(PLOT)
     except ImportError:
-        out.append("(matplotlib not installed: plot not regenerated)")
+        out += ["(matplotlib not installed: plot not regenerated)", ""]
 
 
 def b2(r: dict, out: list[str]) -> None:
