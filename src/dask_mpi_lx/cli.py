@@ -186,7 +186,8 @@ def show_env(job_id: str | None, job_directory: str | None, fmt: str) -> None:
     \b
     Shell:   eval "$(dask-mpi-lx env)"
     Python:  os.environ.update(json.loads(subprocess.check_output(
-                 ["dask-mpi-lx", "env", "--format", "json"]))); dask.config.refresh()
+                 ["dask-mpi-lx", "env", "--format", "json"])))
+             dask.config.paths.append(os.environ["DASK_CONFIG"]); dask.config.refresh()
     """
     import json
     import os

@@ -124,6 +124,30 @@ def error_text(html: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+def execute_request(code: str, msg_id: str, store_history: bool = False) -> str:
+    """A Jupyter ``execute_request`` message for ``code`` on the shell channel."""
+    return json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": store_history,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}})
+
+
+def spawned_server(hub: Hub, user: str, options: dict):
+    """Generator for a module fixture: ``user``'s server with ``options`` (no jobs of theirs
+    left before or after); yields its batch job id."""
+    hub.stop(user)
+    subprocess.run(["scancel", "-u", user], check=False)
+    response, messages = hub.spawn(user, options)
+    assert response.status in (201, 202), response.body
+    state = hub.server(user)
+    assert state and state["ready"], (state, messages)
+    yield {"job": jobs_of(user)[0].split()[0]}
+    hub.stop(user)
+    subprocess.run(["scancel", "-u", user], check=False)
+
+
 async def _run_code(ws_url: str, token: str, code: str, timeout: float) -> dict:
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
@@ -131,12 +155,7 @@ async def _run_code(ws_url: str, token: str, code: str, timeout: float) -> dict:
     req = HTTPRequest(ws_url, headers={"Authorization": f"token {token}"})
     ws = await websocket_connect(req)
     msg_id = uuid.uuid4().hex
-    ws.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex,
-                   "msg_type": "execute_request", "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False,
-                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+    ws.write_message(execute_request(code, msg_id))
     out = {"stdout": "", "stderr": "", "error": None}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.hub import Hub, assert_nothing_left, jobs_of, run_json_in_kernel
+from tests.e2e.hub import Hub, assert_nothing_left, run_json_in_kernel, spawned_server
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +20,7 @@ LIMIT = OPTIONS["cores"] - 2
 
 @pytest.fixture(scope="module")
 def server(hub: Hub) -> dict:
-    hub.stop(USER)
-    subprocess.run(["scancel", "-u", USER], check=False)
-    response, messages = hub.spawn(USER, OPTIONS)
-    assert response.status in (201, 202), response.body
-    assert hub.server(USER)["ready"], messages
-    yield {"job": jobs_of(USER)[0].split()[0]}
-    hub.stop(USER)
-    subprocess.run(["scancel", "-u", USER], check=False)
+    yield from spawned_server(hub, USER, OPTIONS)
 
 
 def cards(hub: Hub) -> list[dict]:

@@ -171,14 +171,20 @@ class MPICluster(Cluster):
                 f"(DASK_CONFIG={os.environ.get('DASK_CONFIG')!r}), "
                 f"DASK_SCHEDULER_ADDRESS={os.environ.get('DASK_SCHEDULER_ADDRESS')!r}")
 
-    async def _start(self) -> None:
-        """Connect, then follow the scheduler's stream of workers and pool changes; on any
-        failure the cluster closes itself (stopping batch ranks) and re-raises."""
+    def _begin_start(self) -> bool:
+        """Move to "starting"; False when already running (starting twice is a no-op)."""
         if self.status == Status.running:
-            return
+            return False
         if self.status != Status.created:
             raise ValueError(f"cannot start a cluster that is {self.status.name}")
         self.status = Status.starting
+        return True
+
+    async def _start(self) -> None:
+        """Connect, then follow the scheduler's stream of workers and pool changes; on any
+        failure the cluster closes itself (stopping batch ranks) and re-raises."""
+        if not self._begin_start():
+            return
         try:
             address = await (self._start_batch() if self.mode == "batch" else self._find())
             if self._exclusive:

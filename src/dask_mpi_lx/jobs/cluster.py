@@ -116,11 +116,8 @@ class MPIJobCluster(MPICluster):
     async def _start(self) -> None:
         """Make the cluster directory and keys, submit the first job, and return: the
         cluster attaches to its scheduler in the background once the job runs."""
-        if self.status == Status.running:
+        if not self._begin_start():
             return
-        if self.status != Status.created:
-            raise ValueError(f"cannot start a cluster that is {self.status.name}")
-        self.status = Status.starting
         try:
             self._dir = ClusterDir.create(self._parent, self.cluster_id, self._tls)
             self._jobs = JobSet(f"dmlx-{self.cluster_id}", self._spec, self._dir)
