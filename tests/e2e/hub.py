@@ -203,9 +203,16 @@ def user_processes(user: str) -> list[str]:
     return [x.strip() for x in out.stdout.splitlines() if x.strip()]
 
 
-def jobs_of(user: str) -> list[str]:
-    return subprocess.run(["squeue", "-h", "-u", user, "-o", "%i %T"], capture_output=True,
-                          text=True).stdout.split("\n")[:-1]
+def jobs_of(user: str, attempts: int = 5) -> list[str]:
+    """``user``'s jobs as squeue lists them; a failed squeue (slurmctld busy) is asked again,
+    never read as "no jobs"."""
+    for _ in range(attempts):
+        out = subprocess.run(["squeue", "-h", "-u", user, "-o", "%i %T"], capture_output=True,
+                             text=True)
+        if out.returncode == 0:
+            return out.stdout.split("\n")[:-1]
+        time.sleep(1)
+    raise AssertionError(f"squeue failed {attempts} times: {out.stderr.strip()}")
 
 
 def assert_nothing_left(user: str, timeout: float = 30) -> None:

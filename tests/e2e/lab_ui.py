@@ -33,17 +33,28 @@ def shot_cards(page, name: str) -> Path:
     """A screenshot of the Dask tab's cluster list alone (the cards scrolled into view)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first.bounding_box()
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
     panel = page.locator("#dask-dashboard-launcher").bounding_box()
-    if handle and panel and panel["width"] < 480:  # widen the side panel: whole card titles
-        y = handle["y"] + handle["height"] / 2
-        page.mouse.move(handle["x"] + 1, y)
-        page.mouse.down()
-        page.mouse.move(handle["x"] + 1 + 480 - panel["width"], y, steps=5)
-        page.mouse.up()
-    page.locator(CARD).last.scroll_into_view_if_needed()
-    page.locator("#dask-dashboard-launcher .dask-ClusterListing").first.screenshot(path=str(path))
+    widen = 480 - panel["width"] if panel and panel["width"] < 480 else 0
+    _drag(page, handle, widen)  # whole card titles; the layout goes back afterwards
+    try:
+        page.locator(CARD).last.scroll_into_view_if_needed()
+        page.locator("#dask-dashboard-launcher .dask-ClusterListing").first.screenshot(
+            path=str(path))
+    finally:
+        _drag(page, handle, -widen)
     return path
+
+
+def _drag(page, handle, dx: float) -> None:
+    box = handle.bounding_box()
+    if not dx or not box:
+        return
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx, y, steps=5)
+    page.mouse.up()
 
 
 def login(browser, stack, user: str):

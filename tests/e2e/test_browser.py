@@ -210,6 +210,7 @@ def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
         deadline = time.monotonic() + 30
         while "pending" not in title.inner_text() and time.monotonic() < deadline:
             time.sleep(0.5)
+        time.sleep(7)  # the cluster has asked Slurm since: the job really waits in the queue
         pending = title.inner_text()
         shot_cards(page, "dask-tab-job-pending")
     finally:

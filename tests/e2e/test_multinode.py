@@ -288,9 +288,10 @@ c.close()
 '''.replace("NOTEBOOK_NODE_WORKERS", str(OPTIONS["cores"] // OPTIONS["nodes"] - 2)), timeout=120)
 
 
-def test_job_cluster_spans_nodes_from_outside_any_job(mstack):
+def test_job_cluster_spans_nodes_from_outside_any_job(mhub: Hub, mstack):
     """MPIJobCluster from the host (a login node): its first job on one node, a joining
     job on another, one scheduler on the first node's address, over TLS."""
+    mhub.stop(USER)  # the two-node server of the tests above holds two of the three nodes
     from tests.e2e.test_job_clusters import PROBE, as_user
 
     env_memory = "DASK_MPI_LX__JOBS__WORKER_MEMORY=512MiB"  # fits a simulated node
