@@ -164,6 +164,9 @@ def test_shutdown_on_the_job_card_parks_its_workers_and_the_card_stays(lab):
     shot(page, "after-shutdown")
     page.goto(page.url.split("/lab")[0] + "/lab")
     open_dask_tab(page)
+    deadline = time.monotonic() + 15  # the card list refreshes every few seconds
+    while card_title(page) != f"{name}: 0 workers" and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert page.locator(CARD).count() == 1 and card_title(page) == f"{name}: 0 workers"
     scale_dialog(page, workers=WORKERS)
     assert wait_card_workers(page, WORKERS, timeout=60) == WORKERS

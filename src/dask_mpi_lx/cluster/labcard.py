@@ -59,6 +59,10 @@ def keep_job_card(manager: Any = None) -> bool:
                 await manager.start_cluster(cluster_id=cluster_id, configuration=initial)
             except Exception as e:  # the job's scheduler is gone: the card stays closed
                 logger.warning("the job's cluster could not be listed again: %s", e)
+            else:  # the manager named it from the job config: say how many workers it has now
+                listed = getattr(manager, "_clusters", {}).get(cluster_id)
+                if listed is not None and hasattr(listed, "title"):
+                    retitle(listed, listed.title)
         return model
 
     close_cluster._mpi_lx_keeps_job_card = True  # type: ignore[attr-defined]
