@@ -244,6 +244,11 @@ def duration(key: str, value: Any = None) -> float:
     return _seconds(f"{NAMESPACE}.{key}", setting(key) if value is None else value)
 
 
+def burst_enabled() -> bool:
+    """Whether the site lets a job burst past its allocation (`mpi-lx.burst.enabled`)."""
+    return _bool(f"{NAMESPACE}.burst.enabled", setting("burst.enabled"))
+
+
 def keepalive_interval() -> float | None:
     """`mpi-lx.keepalive.interval` in seconds; None when switched off."""
     value = setting("keepalive.interval")

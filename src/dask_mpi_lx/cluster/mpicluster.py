@@ -17,7 +17,7 @@ from distributed.deploy.cluster import Cluster
 from distributed.objects import SchedulerInfo
 from distributed.security import Security
 
-from ..config import JOB_ID, attach_setting, job_setting
+from ..config import JOB_ID, attach_setting, burst_enabled, job_setting
 from ..exceptions import MPILXError, ScaleError, SchedulerNotFoundError
 from ..runtime.roles import plural_workers, rank_of_worker
 from .adaptive import MPIAdaptive
@@ -340,7 +340,7 @@ class MPICluster(Cluster):
             return None
         from ..jobs import burst
 
-        if not burst.enabled():
+        if not burst_enabled():
             return None
         if self._burst is None:
             self._burst = burst.Burst(self.scheduler_comm.address,

@@ -26,14 +26,13 @@ logger = logging.getLogger(__name__)
 MIN_TIME_LEFT = 120  # seconds: a burst job shorter than this would not be worth its start
 
 
-def enabled() -> bool:
-    from ..launcher.supervisor import burst_enabled
-
-    return burst_enabled()
-
-
 def directory_name(job_id: str) -> str:
     return f"burst-{safe_job_id(job_id)}"
+
+
+def burst_directory(job_id: str) -> Path:
+    """Where a notebook job's burst jobs find its keys and scheduler (`mpi-lx.jobs.directory`)."""
+    return Path(os.path.expanduser(str(setting("jobs.directory")))) / directory_name(job_id)
 
 
 def job_name(job_id: str) -> str:
@@ -59,12 +58,12 @@ class Burst:
         self.max_jobs = int(setting("burst.max-jobs") or 0)
 
     def _directory(self) -> ClusterDir:
-        parent = Path(os.path.expanduser(str(setting("jobs.directory"))))
-        directory = ClusterDir(parent / directory_name(self.job_id))
+        path = burst_directory(self.job_id)
+        directory = ClusterDir(path)
         if directory.path.is_dir():
             directory.check()
         else:
-            directory = ClusterDir.create(parent, directory_name(self.job_id), _job_tls())
+            directory = ClusterDir.create(path.parent, path.name, _job_tls())
         if directory.read_contact() is None:
             directory.write_contact(Contact(self.job_id, self.address))
         return directory
@@ -105,7 +104,7 @@ class Burst:
         if extra_workers > 0 and spec is None:
             raise ConfigError(f"{NAMESPACE}.burst", None, "a job shape")
         if self._jobs is None:
-            if extra_workers <= 0 and not self._directory_exists():
+            if extra_workers <= 0 and not burst_directory(self.job_id).is_dir():
                 return []
             self._jobs = JobSet(job_name(self.job_id), spec or job_spec("jobs"),
                                 self._directory())
@@ -121,10 +120,6 @@ class Burst:
         await self._jobs.match_workers(extra_workers if extra_workers > 0 else 0)
         return [s.job_id for s in self._jobs.joining]
 
-    def _directory_exists(self) -> bool:
-        parent = Path(os.path.expanduser(str(setting("jobs.directory"))))
-        return (parent / directory_name(self.job_id)).is_dir()
-
     def describe(self) -> str:
         return self._jobs.describe() if self._jobs else ""
 
@@ -132,8 +127,7 @@ class Burst:
 async def end_of_job(job_id: str) -> None:
     """At the notebook job's end: cancel its burst jobs (Slurm, by name) and remove their
     directory; the burst workers would also leave once the scheduler is gone."""
-    parent = Path(os.path.expanduser(str(setting("jobs.directory"))))
-    directory = parent / directory_name(job_id)
+    directory = burst_directory(job_id)
     if not directory.is_dir():
         return
     if os.environ.get("SLURM_JOB_ID"):

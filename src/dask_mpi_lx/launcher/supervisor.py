@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, burst_enabled
 from ..mpi.channel import Channel
 from ..mpi.environ import job_id as current_job_id
 from ..runtime.coordinator import StartedCluster, start_cluster, stop_cluster
@@ -137,14 +137,6 @@ class Signals:
             self._loop.remove_signal_handler(sig)
 
 
-def burst_enabled() -> bool:
-    """Whether the site lets this job burst (`mpi-lx.burst.enabled`): its scheduler and
-    workers then listen where other hosts' jobs reach them, even on one host."""
-    from ..config import NAMESPACE, _bool, setting
-
-    return _bool(f"{NAMESPACE}.burst.enabled", setting("burst.enabled"))
-
-
 def child_argv(cmd: list[str]) -> list[str]:
     """``cmd`` behind `pdeathsig_exec`: it gets SIGTERM when rank 0 dies (even by SIGKILL),
     so the Jupyter server never outlives the job's rank 0 and answers the hub half-alive."""
@@ -236,7 +228,7 @@ async def _start_up(channel: Channel, settings: Settings | None, started: Starte
     behind_hub = bool(os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
     signals.startup = asyncio.ensure_future(start_cluster(
         channel, settings, started.job_id, settings_problem, private_dashboard=behind_hub,
-        reachable=burst_enabled()))
+        reachable=burst_enabled()))  # burst jobs on other hosts reach its listeners
     try:
         return await signals.startup
     except asyncio.CancelledError:
