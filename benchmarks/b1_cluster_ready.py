@@ -28,11 +28,8 @@ import time
 from pathlib import Path
 
 import dask
-import yaml
-from common import BIN, emit, error_lines, median, mpirun, stop_group
+from common import BIN, emit, error_lines, flat, job_dask_config, median, mpirun, stop_group
 from distributed import Client  # before any dask.config.set: it adds its defaults on import
-
-from dask_mpi_lx.launcher.jobdir import CONFIG_FILE
 
 # rank 0's command: says how many workers it sees when it starts, then keeps the cluster up
 # until the benchmark's client is done (the file in argv[2] appears)
@@ -92,32 +89,6 @@ def _wait_for_file(path_of, proc: subprocess.Popen, what: str) -> Path:
     return path
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def _job_config(jobs: Path, proc: subprocess.Popen) -> dict:
-    """The job's dask config (as the notebook gets it) once rank 0 has written all of it."""
-    def complete() -> Path | None:
-        for path in jobs.glob(f"*/dask/{CONFIG_FILE}"):
-            try:
-                cfg = yaml.safe_load(path.read_text())
-            except (OSError, yaml.YAMLError):
-                continue
-            job = cfg.get("mpi-lx", {}).get("job", {}) if isinstance(cfg, dict) else {}
-            if job.get("scheduler-address"):  # among the last keys written
-                return path
-        return None
-
-    return yaml.safe_load(_wait_for_file(complete, proc, "the job's dask config").read_text())
-
-
 def _client_sees(n: int, address: str | None = None, scheduler_file: str | None = None,
                  shutdown: bool = False) -> tuple[float, int]:
     """Connect and wait for ``n`` workers; when that was, and how many the client saw.
@@ -153,8 +124,8 @@ def ours(n: int) -> dict:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         try:
-            cfg = _job_config(jobs, proc)
-            with dask.config.set(_flat({"distributed": cfg.get("distributed", {})})):
+            cfg = job_dask_config(jobs, lambda: proc.poll() is None, WAIT_S)
+            with dask.config.set(flat({"distributed": cfg.get("distributed", {})})):
                 ready, saw = _client_sees(n, address=cfg["scheduler-address"])
         except BaseException:
             stop_group(proc)

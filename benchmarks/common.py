@@ -74,6 +74,41 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def flat(d: dict, prefix: str = "") -> dict:
+    """Nested config as dotted keys (what dask.config.set takes)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def job_dask_config(jobs: Path, running, timeout: float = 600.0) -> dict:
+    """The dask config a job's notebook gets (scheduler address, TLS keys), read from under
+    ``jobs`` (its --job-directory) once rank 0 has written all of it; polls every 50 ms.
+    ``running()`` says whether the job still runs: if it ends first, this fails."""
+    import yaml
+
+    from dask_mpi_lx.launcher.jobdir import CONFIG_FILE
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for path in jobs.glob(f"*/dask/{CONFIG_FILE}"):
+            try:
+                cfg = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            job = cfg.get("mpi-lx", {}).get("job", {}) if isinstance(cfg, dict) else {}
+            if job.get("scheduler-address"):  # among the last keys written
+                return cfg
+        if not running():
+            raise RuntimeError("the job ended before its dask config appeared")
+        time.sleep(0.05)
+    raise RuntimeError(f"no dask config for the job after {timeout:g}s")
+
+
 def emit(result: dict, name: str, save: bool = True) -> None:
     """Print the one JSON line and (``save``) keep a copy in benchmarks/results/<name>.json."""
     result = {**result, "machine": machine()}

@@ -9,6 +9,13 @@ for b in child_start_delay b6_idle_cost b5_throughput b4_shutdown b1_cluster_rea
   echo ">> $b" >&2
   $PY "$b.py"
 done
+echo ">> b3_hub_spawn again with mpi-lx.notebook-host-nice: 0 (a site-wide setting the jobs read)" >&2
+NICE0=/etc/dask/zz-benchmark-notebook-host-nice-0.yaml
+mkdir -p /etc/dask
+trap 'rm -f "$NICE0"' EXIT
+printf 'mpi-lx:\n  notebook-host-nice: 0\n' > "$NICE0"
+$PY b3_hub_spawn.py --name b3_hub_spawn_nice0
+rm -f "$NICE0"
 echo ">> b8_multinode (3 simulated nodes)" >&2
 $PY ../etc/local/stack.py up --nodes 3
 $PY b8_multinode.py

@@ -85,6 +85,8 @@ def _dask_options(f):
              help="How often idle ranks check for MPI messages."),
         _option("--mpi-init-timeout", "mpi-init-timeout", type=str,
              help="How long a rank waits for MPI to start before it leaves."),
+        _option("--notebook-host-nice", "notebook-host-nice", type=click.IntRange(0, 19),
+             help="Niceness added to the Dask ranks on the notebook's host (0: off)."),
     ]):
         f = option(f)
     return f

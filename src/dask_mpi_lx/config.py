@@ -58,6 +58,7 @@ class Settings:
     shutdown_timeout: float | None
     poll_interval: float
     mpi_init_timeout: float
+    notebook_host_nice: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +98,19 @@ def _positive_int(key: str, value: Any) -> int:
         raise ConfigError(key, value, "a whole number >= 1") from None
     if number < 1 or number != float(value):
         raise ConfigError(key, value, "a whole number >= 1")
+    return number
+
+
+def _niceness(key: str, value: Any) -> int:
+    expected = "a whole number from 0 (off) to 19"
+    if isinstance(value, bool):
+        raise ConfigError(key, value, expected)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, value, expected) from None
+    if not 0 <= number <= 19 or number != float(value):
+        raise ConfigError(key, value, expected)
     return number
 
 
@@ -223,6 +237,7 @@ def resolve(**overrides: Any) -> Settings:
         else _seconds(key("shutdown-timeout"), raw.get("shutdown-timeout")),
         poll_interval=_seconds(key("poll-interval"), raw.get("poll-interval")),
         mpi_init_timeout=_seconds(key("mpi-init-timeout"), raw.get("mpi-init-timeout")),
+        notebook_host_nice=_niceness(key("notebook-host-nice"), raw.get("notebook-host-nice")),
     )
 
 

@@ -101,6 +101,22 @@ def test_hub_secrets_absent_on_dask_ranks(report):
     assert facts["worker_mpi_vars"] == []
 
 
+def test_dask_ranks_on_the_notebooks_host_run_nicer_than_the_notebook(report):
+    _, facts = report
+    nice = facts["notebook_nice"] + 10  # mpi-lx.notebook-host-nice
+    assert facts["worker_nice"] == [nice] * 3  # the worker processes inherit it
+    assert facts["scheduler_nice"] == nice
+
+
+def test_notebook_host_nice_0_keeps_the_dask_ranks_priority(dask_mpi_lx_cmd, probe):
+    result = mpirun.run([*dask_mpi_lx_cmd, "launch", "--notebook-host-nice", "0", "--",
+                         *probe, "report"], np=3)
+    assert result.returncode == 0, result.describe()
+    facts = probe_facts(result)
+    assert facts["worker_nice"] == [facts["notebook_nice"]]
+    assert facts["scheduler_nice"] == facts["notebook_nice"]
+
+
 def test_child_mpi_is_a_singleton(report):
     _, facts = report
     assert facts["mpi_size"] == 1

@@ -17,13 +17,16 @@ BATCH = str(ROOT / "tests" / "probes" / "batch_script.py")
 
 
 def scenario(name: str, dask_mpi_lx_cmd: list[str], tmp_path, np: int = 5,
-             env: dict | None = None) -> dict:
+             env: dict | None = None, logs: list[str] | None = None) -> dict:
+    """Run the scenario as rank 0's command; its RESULT. ``logs`` gets the job's output."""
     marker = str(tmp_path)
     result = mpirun.run(
         [*dask_mpi_lx_cmd, "launch", "--job-directory", marker, "--", sys.executable,
          SCENARIOS, name], np=np, timeout=180,
         env={"SCENARIO_MARKER": marker, "PYTHONPATH": str(ROOT), **(env or {})})
     assert result.returncode == 0, result.describe()
+    if logs is not None:
+        logs.append(result.stdout + result.stderr)
     for line in result.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])

@@ -248,6 +248,24 @@ def scenario_failed_start():
                 "workers": len(cluster.scheduler_info["workers"]), "repr": repr(cluster)}
 
 
+def scenario_busy_cycle():
+    """Every worker computes and exchanges data, all but one park, all come back, compute
+    again; then the job stops with all of them running."""
+    import dask.array as da
+
+    with MPICluster() as cluster, Client(cluster):
+        n = cluster.limit
+        sizes = [wait_workers(cluster, n, timeout=120)]
+        x = da.ones((2000, 2000), chunks=(250, 250))
+        sums = [float((x @ x.T).sum().compute())]
+        cluster.scale(1)
+        sizes.append(wait_workers(cluster, 1, timeout=120))
+        cluster.scale(n)
+        sizes.append(wait_workers(cluster, n, timeout=120))
+        sums.append(float((x @ x.T).sum().compute()))
+    return {"limit": n, "sizes": sizes, "sums": sums}
+
+
 if __name__ == "__main__":
     outcome = globals()["scenario_" + sys.argv[1]]()
     print("RESULT " + json.dumps(outcome), flush=True)

@@ -52,6 +52,9 @@ def facts() -> dict:
                 for k in v})
             out["scheduler_token"] = client.run_on_scheduler(
                 lambda: os.environ.get("JUPYTERHUB_API_TOKEN"))
+            out["notebook_nice"] = os.nice(0)
+            out["worker_nice"] = sorted(client.run(lambda: os.nice(0)).values())
+            out["scheduler_nice"] = client.run_on_scheduler(lambda: os.nice(0))
             # rank processes (the Nanny's parent side is the MPI rank itself)
             rank_pids = list(client.run(os.getppid).values())
             rank_pids.append(client.run_on_scheduler(os.getpid))

@@ -54,6 +54,10 @@ def test_config_file_value_is_used():
     ("protocol", "carrier-pigeon", "one of tls, tcp"),
     ("worker_class", "Nanny", "dotted class path"),
     ("tls", "maybe", "true or false"),
+    ("notebook_host_nice", 20, "from 0 (off) to 19"),
+    ("notebook_host_nice", -1, "from 0 (off) to 19"),
+    ("notebook_host_nice", "low", "from 0 (off) to 19"),
+    ("notebook_host_nice", True, "from 0 (off) to 19"),
 ])
 def test_bad_values_name_the_key_and_what_is_expected(key, value, expected):
     with pytest.raises(ConfigError) as e:

@@ -33,9 +33,14 @@ async def worker_rank(rank: int, channel: FakeChannel, address: str, live: dict,
         worker = live[rank] = await Worker(address, name=worker_name(rank), nthreads=1,
                                            dashboard=False)
         channel.report(rank, Tag.STATE, StateReport(RankState.ACTIVE))
-        await worker.finished()
+        park = asyncio.ensure_future(channel.next_for(rank, Tag.PARK))
+        await asyncio.wait([park, asyncio.ensure_future(worker.finished())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if park.done():
+            await worker.close(reason="park")
+        park.cancel()
         channel.report(rank, Tag.STATE, StateReport(RankState.PARKED))
-        await channel.to_rank[rank].get()
+        await channel.next_for(rank, Tag.UNPARK)
         await asyncio.sleep(unpark_delay)
 
 

@@ -27,8 +27,13 @@ class FakeChannel:
         self.to_rank: dict[int, asyncio.Queue] = defaultdict(asyncio.Queue)
 
     def send(self, dest: int, tag: int, payload: object) -> None:
-        assert tag == Tag.UNPARK and dest != SCHED
-        self.to_rank[dest].put_nowait(payload)
+        assert tag in (Tag.PARK, Tag.UNPARK) and dest != SCHED
+        self.to_rank[dest].put_nowait(tag)
+
+    async def next_for(self, rank: int, tag: int) -> None:
+        """The rank's next message with ``tag``; others before it are stale (dropped)."""
+        while await self.to_rank[rank].get() != tag:
+            pass
 
     def report(self, rank: int, tag: int, payload: object) -> None:
         self.to_scheduler[tag].put_nowait((rank, payload))
@@ -41,7 +46,6 @@ class FakeScheduler:
     def __init__(self) -> None:
         self.handlers: dict = {}
         self.workers: dict[str, SimpleNamespace] = {}
-        self.closing: dict[str, asyncio.Event] = {}
         self.keep: set[str] = set()  # workers whose data "cannot move"
 
     def workers_to_close(self, n: int, attribute: str) -> list[str]:
@@ -51,10 +55,8 @@ class FakeScheduler:
         await asyncio.sleep(RETIRE)
         done = {}
         for name in names:
-            if name in self.workers and name not in self.keep:
-                del self.workers[name]
-                self.closing[name].set()
-                done[f"tls://x/{name}"] = {"name": name}
+            if name in self.workers and name not in self.keep:  # data moved; stays until
+                done[f"tls://x/{name}"] = {"name": name}               # its rank closes it
         return done
 
 
@@ -62,12 +64,12 @@ async def fake_rank(rank: int, channel: FakeChannel, scheduler: FakeScheduler) -
     name = worker_name(rank)
     while True:
         await asyncio.sleep(START)
-        scheduler.closing[name] = asyncio.Event()
         scheduler.workers[name] = SimpleNamespace(name=name)
         channel.report(rank, Tag.STATE, StateReport(RankState.ACTIVE))
-        await scheduler.closing[name].wait()
+        await channel.next_for(rank, Tag.PARK)
+        del scheduler.workers[name]  # closed through its Nanny
         channel.report(rank, Tag.STATE, StateReport(RankState.PARKED))
-        await channel.to_rank[rank].get()
+        await channel.next_for(rank, Tag.UNPARK)
 
 
 class Job:

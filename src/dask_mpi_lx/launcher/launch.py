@@ -30,8 +30,9 @@ def reexec_without_hub_secrets() -> None:
     os.execve(sys.executable, argv, scrub_hub_secrets(os.environ))
 
 
-def _start_rank(settings: Settings | None) -> tuple[Channel, RankContext]:
-    """Start MPI; ranks above 0 serve their Dask part here and end the process."""
+def _start_rank(settings: Settings | None, notebook: bool) -> tuple[Channel, RankContext]:
+    """Start MPI; ranks above 0 serve their Dask part here and end the process.
+    ``notebook``: rank 0 runs the notebook, which the Dask ranks on its host let go first."""
     from ..mpi.channel import Channel
     from ..mpi.start_watchdog import mpi_start_watchdog
 
@@ -40,15 +41,21 @@ def _start_rank(settings: Settings | None) -> tuple[Channel, RankContext]:
     context = RankContext(channel.rank, channel.size,
                           "notebook-supervisor" if channel.rank == 0 else "starting")
     if channel.rank != 0:
-        from ..runtime.rank_main import drop_inherited_secrets, rank_main, say_hello
+        from ..runtime.priority import yield_to_notebook
+        from ..runtime.rank_main import drop_inherited_secrets, rank_main, say_hello, welcome
 
         say_hello(channel)
+        rank0 = welcome(channel)  # rank 0's host and pid, before the slow imports
+        niceness = settings.notebook_host_nice if settings and notebook else 0
+        nice = yield_to_notebook(rank0.host if rank0 else None, niceness)
         import distributed  # noqa: F401  (sets up its logging first, so ours wins)
 
         configure(context)
+        if nice:
+            logger.info("niceness %d: the notebook on this host goes first", nice)
         drop_inherited_secrets()
         plan_timeout = 2 * settings.scheduler_timeout + 30 if settings else 90.0
-        channel.exit(0, finalize=asyncio.run(rank_main(channel, context, plan_timeout)))
+        channel.exit(0, finalize=asyncio.run(rank_main(channel, context, plan_timeout, rank0)))
     return channel, context
 
 
@@ -65,7 +72,7 @@ def _end(channel: Channel, end: JobEnd) -> NoReturn:
 
 def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str | None) -> NoReturn:
     """Run this rank's part of the job, then end the process (rank 0 with CMD's exit code)."""
-    channel, context = _start_rank(settings)
+    channel, context = _start_rank(settings, notebook=True)
     configure(context)  # rank 0 never imports distributed: the notebook starts sooner
     from .supervisor import supervise
 
@@ -76,7 +83,7 @@ def run_launch(settings: Settings | None, cmd: list[str], settings_problem: str 
 
 def run_serve(settings: Settings, options: ServeOptions) -> NoReturn:
     """`dask-mpi-lx serve`: this rank's part of a job that is only a Dask cluster."""
-    channel, context = _start_rank(settings)
+    channel, context = _start_rank(settings, notebook=False)
     context.role = "keeper"
     configure(context)
     from .serve import serve

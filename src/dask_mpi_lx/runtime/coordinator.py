@@ -16,7 +16,7 @@ from ..exceptions import WorldTooSmallError
 from ..mpi.channel import Channel
 from .addresses import NoJobAddressError, job_ip
 from .liveness import RankWatch
-from .protocol import Draining, Endpoint, PlanMessage, RankHello, Ready, Stop, Tag
+from .protocol import Endpoint, PlanMessage, RankHello, Ready, Stop, Tag
 from .roles import Plan, plan_join, plan_roles
 from .scratch import owner_tag, safe_job_id
 from .tls import JobTLS, new_job_tls
@@ -230,8 +230,6 @@ async def stop_cluster(channel: Channel, started: StartedCluster, reason: str,
     others = list(range(1, channel.size))
     first = [r for r in others if started.plan and r in started.plan.worker_ranks]
     rest = [r for r in others if r not in first]
-    if started.plan and started.plan.scheduler_rank is not None:
-        channel.send(started.plan.scheduler_rank, Tag.DRAINING, Draining(reason))
     silent = await _stop_ranks(channel, first, reason, timeout * 0.6, started.watch)
     silent += await _stop_ranks(channel, rest, reason, timeout * 0.4, started.watch)
     await channel.flush(1.0)

@@ -30,7 +30,6 @@ from .protocol import Endpoint, RankState, Ready, StateReport, Stop, Tag
 from .roles import Plan, Role, rank_of_worker
 from .scratch import make_rank_scratch
 from .tls import JobTLS, security_for
-from .worker_plugin import DrainHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +68,12 @@ class StopWatch:
     """Set when rank 0 says stop, a signal arrives, or rank 0 is seen dead; remembers why
     and whether MPI_Finalize is still safe (no rank of the job has died)."""
 
-    def __init__(self, channel: Channel):
+    def __init__(self, channel: Channel, rank0: RankProcess | None = None):
         self.channel = channel
         self.event = asyncio.Event()
         self.reason = ""
         self.finalize = True
-        self.rank0: RankProcess | None = None  # set once rank 0's WELCOME arrived
+        self.rank0 = rank0  # None until rank 0's WELCOME has arrived
         self._task = asyncio.ensure_future(self._listen())
 
     async def _listen(self) -> None:
@@ -143,15 +142,6 @@ async def _wait_for_workers(scheduler: Any, pool: WorkerPool, timeout: float,
         await asyncio.sleep(0.05)
 
 
-async def _quiet_when_draining(job: RankJob) -> None:
-    """Rank 0 is stopping the workers on purpose: distributed logs each stream that closes
-    under a message in flight as INFO with a traceback ("Batched Comm Closed"); that is
-    expected now, so only warnings and errors of that logger are kept from here on."""
-    got = await job.channel.recv(Tag.DRAINING, source=0)
-    if got:
-        logging.getLogger("distributed.batched").setLevel(logging.WARNING)
-
-
 def _address_in_use(e: BaseException | None) -> bool:
     """True if ``e`` or its cause (distributed wraps it) says the port is taken."""
     while e is not None:
@@ -164,6 +154,8 @@ def _address_in_use(e: BaseException | None) -> bool:
 async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     """Start the scheduler, tell rank 0 and the workers where it is, serve until stopped."""
     from distributed import Scheduler
+
+    from .clean_leave import add_leave_handler  # imports distributed: not before HELLO
 
     assert job.plan is not None
     s = job.settings
@@ -188,6 +180,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
             dashboard=s.dashboard and dashboard_address is not None,
             dashboard_address=dashboard_address,
         )
+        add_leave_handler(scheduler)
         if endpoint.dashboard_socket:  # before the loop can accept anything on TCP
             serve_on_unix_socket(scheduler.http_server, endpoint.dashboard_socket)
         await scheduler
@@ -208,7 +201,6 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         dashboard = (host, port)
     pool = WorkerPool(scheduler, job.channel, job.plan, job.job_id, dashboard, job.lease)
     pool.start()
-    quiet = asyncio.ensure_future(_quiet_when_draining(job))
     ready = Ready(address=scheduler.address, dashboard=dashboard)
     for r in job.plan.worker_ranks:
         job.channel.send(r, Tag.READY, ready)
@@ -218,7 +210,6 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         await _wait_for_workers(scheduler, pool, s.scheduler_timeout, stop)
     job.channel.send(0, Tag.READY, dataclasses.replace(ready, workers=len(scheduler.workers)))
     await _first(stop.wait(), scheduler.finished())
-    quiet.cancel()
     await pool.stop()
     await _let_joined_workers_leave(scheduler)
     remove_socket(endpoint.dashboard_socket)
@@ -270,6 +261,12 @@ async def _let_joined_workers_leave(scheduler: Any, timeout: float = JOINED_LEAV
                 workers=[ws.address for ws in left], close_workers=True, remove=True), 5.0)
 
 
+async def _close_worker(worker: Any, reason: str, timeout: float) -> None:
+    """Close the worker (its Nanny and the worker process), waiting at most ``timeout``."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(worker.close(reason=reason), timeout)
+
+
 def _worker_listen_kwargs(job: RankJob) -> dict[str, Any]:
     """The worker and its nanny on this rank's job address (TLS); the worker's
     unauthenticated HTTP endpoint on loopback only, serving /health alone."""
@@ -297,6 +294,8 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
         return
     address = got[1].address
     cls = _import_class(s.worker_class)
+    from .clean_leave import LeaveCleanly  # imports distributed: not before HELLO
+
     try:
         listen = _worker_listen_kwargs(job)
         local_directory = s.local_directory or make_rank_scratch(s.job_directory, job.job_id,
@@ -325,7 +324,7 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             protocol=s.protocol,
             security=security_for(job.tls),
             death_timeout=60,
-            plugins=(DrainHeartbeat(),),
+            plugins=(LeaveCleanly(),),
         )
         try:
             await worker
@@ -338,11 +337,18 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
             break
         else:
             job.channel.send(sched, Tag.STATE, StateReport(RankState.ACTIVE))
-            await _first(stop.wait(), worker.finished())
+            park = asyncio.ensure_future(job.channel.recv(Tag.PARK, source=sched))
+            await _first(stop.wait(), worker.finished(), asyncio.shield(park))
+            if not park.done():
+                park.cancel()
+            elif not stop.event.is_set():
+                # closed through its Nanny, like at the end of the job: a worker that
+                # closes itself races its Nanny's stop-queue thread, which then logs
+                # "Worker process died unexpectedly" with a traceback
+                logger.info("parking: the scheduler moved this worker's data away")
+                await _close_worker(worker, "dask-mpi-lx-park", s.stop_timeout(job.channel.size))
             if stop.event.is_set():
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(worker.close(reason=stop.reason),
-                                           0.3 * s.stop_timeout(job.channel.size))
+                await _close_worker(worker, stop.reason, 0.3 * s.stop_timeout(job.channel.size))
                 break
         job.channel.send(sched, Tag.STATE, StateReport(RankState.PARKED))
         logger.info("worker parked; rank stays up until unparked or stopped")
@@ -351,6 +357,8 @@ async def run_worker(job: RankJob, stop: StopWatch) -> None:
         if not unpark.done():
             unpark.cancel()
             break
+        while job.channel.try_recv(Tag.PARK, source=sched):  # meant for the worker just ended
+            pass
         logger.info("unparked: starting the worker again")
     if not s.local_directory:
         shutil.rmtree(local_directory, ignore_errors=True)

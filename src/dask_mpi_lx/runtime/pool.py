@@ -18,7 +18,7 @@ from typing import Any
 from ..exceptions import ScaleError
 from ..mpi.channel import Channel
 from .pool_state import Action, PoolState, Retire, Unpark
-from .protocol import Expired, RankState, StateReport, Tag, UnparkRequest
+from .protocol import Expired, ParkRequest, RankState, StateReport, Tag, UnparkRequest
 from .roles import Plan, plural_workers, rank_of_worker
 
 logger = logging.getLogger(__name__)
@@ -131,15 +131,18 @@ class WorkerPool:
                 sub.send("pool", info)
 
     async def _retire(self, ranks: list[int]) -> None:
-        """Move their data to the other workers, then close each worker and its nanny; the
-        rank notices and reports "parked". A worker the scheduler keeps goes back to active."""
+        """Move their data to the other workers, then ask each rank to close its worker
+        through its Nanny (the rank reports "parked" once it has). A worker the scheduler
+        keeps goes back to active."""
         names = [self.plan.worker_name(r) for r in ranks]
-        retired = await self.scheduler.retire_workers(names=names, close_workers=True,
-                                                      remove=True)
+        retired = await self.scheduler.retire_workers(names=names, close_workers=False,
+                                                      remove=False)
         gone = {info.get("name") for info in (retired or {}).values()}
         connected = {ws.name for ws in self.scheduler.workers.values()}
         for r, name in zip(ranks, names, strict=True):
-            if name not in gone and name in connected:  # gone anyway: its report follows
+            if name in gone:
+                self.channel.send(r, Tag.PARK, ParkRequest())
+            elif name in connected:  # not connected: gone anyway, its report follows
                 logger.warning("the scheduler did not retire %s (its data could not move); "
                                "it stays active", name)
                 self._apply(self.state.retire_refused(r))

@@ -21,10 +21,10 @@ class Tag(IntEnum):
     BYE = 15       # rank r -> 0: Bye
     UNPARK = 16    # scheduler -> worker rank: UnparkRequest
     STATE = 17     # worker rank -> scheduler: StateReport
-    DRAINING = 18  # 0 -> scheduler: Draining (the workers are being stopped)
     LOST = 19      # 0 -> scheduler: Lost (these worker ranks died)
     GO = 20        # 0 -> rank r: Go (Jupyter has bound its port; open Dask's listeners now)
     EXPIRED = 21   # scheduler -> 0: Expired (`dask-mpi-lx serve`: no cluster object is attached)
+    PARK = 22      # scheduler -> worker rank: ParkRequest (its data has moved; close the worker)
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,13 @@ class Bye:
 
 
 @dataclass(frozen=True)
-class Draining:
-    reason: str
+class Lost:
+    ranks: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class Lost:
-    ranks: tuple[int, ...]
+class ParkRequest:
+    """The scheduler moved the worker's data away: close the worker through its Nanny."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 
 import dask.config
 
@@ -14,11 +15,14 @@ from ..logs import RankContext
 from ..mpi.channel import Channel
 from ..mpi.environ import HUB_SECRET_PREFIXES, MPI_PREFIXES, scrub_process_environ
 from .dask_ranks import RankJob, StopWatch, install_stop_signals, serve_rank
+from .liveness import RankProcess
 from .protocol import Bye, PlanMessage, RankHello, RankState, StateReport, Tag
 from .roles import Role
 from .scratch import remove_rank_scratch
 
 logger = logging.getLogger(__name__)
+
+WELCOME_TIMEOUT = 10.0  # seconds a rank waits for rank 0's first message before going on
 
 
 def drop_inherited_secrets() -> None:
@@ -48,12 +52,24 @@ def say_hello(channel: Channel) -> None:
     channel.send(0, Tag.HELLO, RankHello(socket.gethostname(), os.getpid()))
 
 
-async def rank_main(channel: Channel, context: RankContext, plan_timeout: float = 90.0) -> bool:
+def welcome(channel: Channel, timeout: float = WELCOME_TIMEOUT) -> RankProcess | None:
+    """Rank 0's host and pid from its WELCOME (its first message, sent as it starts the
+    cluster); None if it did not come within ``timeout`` (rank 0 gone or stuck)."""
+    deadline = time.monotonic() + timeout
+    while (got := channel.try_recv(Tag.WELCOME, source=0)) is None:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+    return RankProcess(0, got[1].host, got[1].pid)
+
+
+async def rank_main(channel: Channel, context: RankContext, plan_timeout: float = 90.0,
+                    rank0: RankProcess | None = None) -> bool:
     """Serve this rank's part until told to stop; return whether MPI_Finalize is safe.
 
     Rank 0 sends the plan within its scheduler timeout; ``plan_timeout`` bounds the wait
     when rank 0 is dead or stuck and no other sign of it reaches this rank."""
-    stop = StopWatch(channel)
+    stop = StopWatch(channel, rank0)
     install_stop_signals(stop)
     plan_task = asyncio.ensure_future(channel.recv(Tag.PLAN, source=0, timeout=plan_timeout))
     await asyncio.wait([plan_task, asyncio.ensure_future(stop.wait())],
