@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dask
@@ -52,6 +53,7 @@ READY = re.compile(r"^\S+ \S+ dask-mpi-lx\[rank 0/.*Dask cluster ready at .* \((
 SHORT = re.compile(r"only (\d+) of (\d+) workers registered")
 SEEN = re.compile(r"^B1 command sees (\d+) workers$", re.MULTILINE)
 WAIT_S = 600.0
+AtReady = Callable[[], None] | None
 
 
 class WrongCount(RuntimeError):
@@ -90,13 +92,16 @@ def _wait_for_file(path_of, proc: subprocess.Popen, what: str) -> Path:
 
 
 def _client_sees(n: int, address: str | None = None, scheduler_file: str | None = None,
-                 shutdown: bool = False) -> tuple[float, int]:
+                 shutdown: bool = False, at_ready: AtReady = None) -> tuple[float, int]:
     """Connect and wait for ``n`` workers; when that was, and how many the client saw.
-    ``shutdown``: then shut the cluster down (how the upstream CLI's job ends)."""
+    ``at_ready``: called then, with the cluster up. ``shutdown``: then shut the cluster down
+    (how the upstream CLI's job ends)."""
     with Client(address, scheduler_file=scheduler_file, timeout=f"{WAIT_S:g}s") as c:
         c.wait_for_workers(n, timeout=WAIT_S)
         ready = time.time()
         saw = len(c.nthreads())
+        if at_ready:
+            at_ready()
         if shutdown:
             c.shutdown()
     return ready, saw
@@ -112,7 +117,8 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
                            + err[-2000:]) from None
 
 
-def ours(n: int) -> dict:
+def ours(n: int, at_ready: AtReady = None) -> dict:
+    """One run of ours with ``n`` workers (``at_ready``: see `_client_sees`)."""
     with tempfile.TemporaryDirectory() as tmp:
         jobs, done = Path(tmp) / "jobs", Path(tmp) / "done"
         jobs.mkdir()
@@ -126,7 +132,7 @@ def ours(n: int) -> dict:
         try:
             cfg = job_dask_config(jobs, lambda: proc.poll() is None, WAIT_S)
             with dask.config.set(flat({"distributed": cfg.get("distributed", {})})):
-                ready, saw = _client_sees(n, address=cfg["scheduler-address"])
+                ready, saw = _client_sees(n, address=cfg["scheduler-address"], at_ready=at_ready)
         except BaseException:
             stop_group(proc)
             raise
@@ -136,10 +142,11 @@ def ours(n: int) -> dict:
         t_end = time.time()
     check_counts(n, saw, out, err)
     return {"ready_s": ready - t0, "shutdown_s": t_end - ready, "rc": proc.returncode,
-            "error_lines": error_lines(out + err)}
+            "error_lines": error_lines(out + err), "stdout": out, "stderr": err}
 
 
-def upstream(n: int) -> dict:
+def upstream(n: int, at_ready: AtReady = None) -> dict:
+    """One run of the upstream CLI with ``n`` workers (``at_ready``: see `_client_sees`)."""
     with tempfile.TemporaryDirectory() as tmp:
         sched = Path(tmp) / "scheduler.json"
         t0 = time.time()
@@ -149,7 +156,8 @@ def upstream(n: int) -> dict:
                                 start_new_session=True)
         try:
             _wait_for_file(lambda: sched if sched.exists() else None, proc, "the scheduler file")
-            ready, saw = _client_sees(n, scheduler_file=str(sched), shutdown=True)
+            ready, saw = _client_sees(n, scheduler_file=str(sched), shutdown=True,
+                                      at_ready=at_ready)
         except BaseException:
             stop_group(proc)
             raise
@@ -158,7 +166,7 @@ def upstream(n: int) -> dict:
     if saw != n:
         raise WrongCount(f"upstream, N={n}: the client saw {saw} workers")
     return {"ready_s": ready - t0, "shutdown_s": t_end - ready, "rc": proc.returncode,
-            "error_lines": error_lines(out + err)}
+            "error_lines": error_lines(out + err), "stdout": out, "stderr": err}
 
 
 def main() -> None:

@@ -13,10 +13,9 @@ psutil: its unique memory (USS), or its resident memory (RSS) where USS may not 
 rank counts with the processes it started (a Nanny's worker process; rank 0's command): a
 rank's first process is the topmost one carrying its `OMPI_COMM_WORLD_RANK` (or
 `PMIX_RANK`). Reported: the median and largest MB per worker rank, the scheduler rank's MB,
-mpirun's own processes. The sampling happens inside B1's client step (its `_client_sees`,
-replaced here by the same steps plus the sample), and its duration is taken out of the
-shutdown time. B1's end of a run (`_finish`) is wrapped to keep what the job printed: the
-first error lines go into the result, the whole output into --log-dir.
+mpirun's own processes. The sampling is B1's ``at_ready`` step (after the client saw N
+workers, before any shutdown), and its duration is taken out of the shutdown time. Of what
+the job printed, the first error lines go into the result, the whole output into --log-dir.
 
 The run keeps to a wall budget (--budget-s): before each size it estimates that size's time
 from the previous size's, scaled by the worker ratio (x1.25), and skips it ("skipped:
@@ -25,7 +24,7 @@ recorded as stopped.
 
 Run: python benchmarks/b7_scale.py [--workers 16 32 64 128 256] [--runs 1] [--budget-s 420]
      [--log-dir DIR] [--no-save]
-On the 16-core device machine: bash benchmarks/device/run_b7.sh (see benchmarks/device/).
+On a 16-core machine without network: bash benchmarks/device/run_b7.sh (see benchmarks/device/).
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ from pathlib import Path
 import b1_cluster_ready as b1
 import psutil
 from common import ERROR_LINE, emit, median
-from distributed import Client
 
 TARGET = "ours <= 1.0x upstream CLI at 256 workers; zero error lines"
 RANK_ENV = ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK")
@@ -150,43 +148,6 @@ def rank_memory() -> dict:
     return {"kind": "+".join(sorted(kinds)) or None, "ranks": ranks, "launcher_mb": launcher}
 
 
-# what the replaced B1 steps leave for the run that is going on
-CAPTURE: dict = {}
-
-
-def _client_sees_and_samples(n: int, address: str | None = None, scheduler_file: str | None = None,
-                             shutdown: bool = False) -> tuple[float, int]:
-    """B1's client step (connect, wait for ``n`` workers, note when; ``shutdown``: then shut
-    the cluster down) with the memory sample between "ready" and any shutdown."""
-    with Client(address, scheduler_file=scheduler_file, timeout=f"{b1.WAIT_S:g}s") as c:
-        c.wait_for_workers(n, timeout=b1.WAIT_S)
-        ready = time.time()
-        saw = len(c.nthreads())
-        t = time.monotonic()
-        try:
-            CAPTURE["memory"] = rank_memory()
-        except psutil.Error as e:  # no sample is no reason to fail the run
-            CAPTURE["memory_error"] = f"{type(e).__name__}: {e}"
-        CAPTURE["sample_s"] = time.monotonic() - t
-        if shutdown:
-            c.shutdown()
-    return ready, saw
-
-
-_b1_finish = b1._finish
-
-
-def _finish_and_keep(proc: subprocess.Popen) -> tuple[str, str]:
-    """B1's end of a run, keeping what the job printed."""
-    out, err = _b1_finish(proc)
-    CAPTURE["output"] = (out, err)
-    return out, err
-
-
-b1._client_sees = _client_sees_and_samples
-b1._finish = _finish_and_keep
-
-
 def _capped(text: str) -> str:
     """``text``, or its head and tail when it is longer than LOG_CAP."""
     if len(text) <= LOG_CAP:
@@ -219,25 +180,34 @@ def memory_summary(sample: dict | None, scheduler_rank: int, first_worker: int) 
 def run_once(side: str, n: int, i: int, budget: Budget, log_dir: Path | None) -> dict:
     """One B1 run of ``side`` with N=``n``; never raises (a failure is recorded)."""
     run, scheduler_rank, first_worker = SIDES[side]
-    CAPTURE.clear()
+    sampled: dict = {}
+
+    def sample() -> None:  # with every worker connected, before anything is shut down
+        t = time.monotonic()
+        try:
+            sampled["memory"] = rank_memory()
+        except psutil.Error as e:  # no sample is no reason to fail the run
+            sampled["memory_error"] = f"{type(e).__name__}: {e}"
+        sampled["sample_s"] = time.monotonic() - t
+
     b1.WAIT_S = max(10.0, budget.left())  # B1's waits end by the budget
     t = time.monotonic()
     try:
-        r = run(n)
+        r = run(n, at_ready=sample)
     except Exception as e:  # a failed run is a result too
         r = {"error": f"{type(e).__name__}: {e}"}
     if budget.expired.is_set():  # killed while it ran: what it measured does not count
         r = {"error": "stopped at the budget" + (f": {r['error']}" if "error" in r else "")}
     r["wall_s"] = round(time.monotonic() - t, 3)
-    sample_s = CAPTURE.get("sample_s", 0.0)
+    sample_s = sampled.get("sample_s", 0.0)
     if "ready_s" in r:
         r["ready_s"] = round(r["ready_s"], 3)
         r["shutdown_s"] = round(r["shutdown_s"] - sample_s, 3)
     r["sample_s"] = round(sample_s, 3)
-    r["memory"] = memory_summary(CAPTURE.get("memory"), scheduler_rank, first_worker)
-    if "memory_error" in CAPTURE:
-        r["memory_error"] = CAPTURE["memory_error"]
-    out, err = CAPTURE.get("output", ("", ""))
+    r["memory"] = memory_summary(sampled.get("memory"), scheduler_rank, first_worker)
+    if "memory_error" in sampled:
+        r["memory_error"] = sampled["memory_error"]
+    out, err = r.pop("stdout", ""), r.pop("stderr", "")
     r["error_examples"] = [line[:300] for line in (out + err).splitlines()
                            if ERROR_LINE.search(line)][:5]
     if log_dir:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Wheels for running B7 (benchmarks/b7_scale.py) on a machine without network: CPython 3.12,
-# manylinux x86_64, binary only, into benchmarks/device/wheels/ (ignored by git; carried to
-# the device machine next to the working tree, which allows 64 MiB in all, so this stays
-# under 55 MiB). Run it where there is network; benchmarks/device/run_b7.sh installs from it.
+# manylinux x86_64, binary only, into benchmarks/device/wheels/ (ignored by git; copied to
+# the measuring machine next to the working tree, where a 64 MiB limit applies to both
+# together, so this stays under 55 MiB). Run it where there is network; benchmarks/device/run_b7.sh installs from it.
 #
 # What is in it, and why:
 # - this project, built from the working tree (`pip wheel --no-deps .`); run_b7.sh installs

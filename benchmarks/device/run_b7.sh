@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# B7 on the 16-core device machine (no network): one command, stops by itself.
+# B7 on a 16-core machine without network: one command, stops by itself.
 #
 #   device command:  bash benchmarks/device/run_b7.sh
 #   carrying:        benchmarks/device/wheels   (made by benchmarks/device/fetch_wheels.sh)
