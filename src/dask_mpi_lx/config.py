@@ -89,29 +89,25 @@ def setting_keys() -> list[str]:
     return [f.name.replace("_", "-") for f in fields(Settings)]
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(key, value, "a whole number >= 1")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(key, value, "a whole number >= 1") from None
-    if number < 1 or number != float(value):
-        raise ConfigError(key, value, "a whole number >= 1")
-    return number
-
-
-def _niceness(key: str, value: Any) -> int:
-    expected = "a whole number from 0 (off) to 19"
+def _whole_number(key: str, value: Any, low: int, high: int | None, expected: str) -> int:
+    """``value`` as an int from ``low`` to ``high`` (None: no bound); else `ConfigError`."""
     if isinstance(value, bool):
         raise ConfigError(key, value, expected)
     try:
         number = int(value)
     except (TypeError, ValueError):
         raise ConfigError(key, value, expected) from None
-    if not 0 <= number <= 19 or number != float(value):
+    if number < low or (high is not None and number > high) or number != float(value):
         raise ConfigError(key, value, expected)
     return number
+
+
+def _positive_int(key: str, value: Any) -> int:
+    return _whole_number(key, value, 1, None, "a whole number >= 1")
+
+
+def _niceness(key: str, value: Any) -> int:
+    return _whole_number(key, value, 0, 19, "a whole number from 0 (off) to 19")
 
 
 def _seconds(key: str, value: Any) -> float:

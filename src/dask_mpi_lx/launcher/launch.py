@@ -47,11 +47,12 @@ def _start_rank(settings: Settings | None, notebook: bool) -> tuple[Channel, Ran
         say_hello(channel)
         rank0 = welcome(channel)  # rank 0's host and pid, before the slow imports
         niceness = settings.notebook_host_nice if settings and notebook else 0
+        before = os.getpriority(os.PRIO_PROCESS, 0)
         nice = yield_to_notebook(rank0.host if rank0 else None, niceness)
         import distributed  # noqa: F401  (sets up its logging first, so ours wins)
 
         configure(context)
-        if nice:
+        if nice != before:  # not an inherited niceness: this rank yields to the notebook
             logger.info("niceness %d: the notebook on this host goes first", nice)
         drop_inherited_secrets()
         plan_timeout = 2 * settings.scheduler_timeout + 30 if settings else 90.0

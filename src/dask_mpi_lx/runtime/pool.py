@@ -137,10 +137,10 @@ class WorkerPool:
         names = [self.plan.worker_name(r) for r in ranks]
         retired = await self.scheduler.retire_workers(names=names, close_workers=False,
                                                       remove=False)
-        gone = {info.get("name") for info in (retired or {}).values()}
+        moved = {info.get("name") for info in (retired or {}).values()}  # data moved away
         connected = {ws.name for ws in self.scheduler.workers.values()}
         for r, name in zip(ranks, names, strict=True):
-            if name in gone:
+            if name in moved:
                 self.channel.send(r, Tag.PARK, ParkRequest())
             elif name in connected:  # not connected: gone anyway, its report follows
                 logger.warning("the scheduler did not retire %s (its data could not move); "
