@@ -368,7 +368,8 @@ class DaskMPIPBSSpawner(DaskMPISpawnerMixin, batchspawner.PBSSpawner):
 
     The job's secrets (the server's hub token) are exported in the script body, not passed with
     ``#PBS -v``: PBS keeps -v variables, values included, in the job's Variable_List, which
-    ``qstat -f`` shows to other users where the server sets ``query_other_jobs``. qsub reads
+    ``qstat -f`` shows to other users where the server sets ``query_other_jobs``. So are values
+    that ``-v`` would cut at a comma or mangle (JupyterHub's JSON scopes). qsub reads
     the script from stdin and PBS shows no script body in ``qstat -f``.
     """
 
@@ -383,6 +384,13 @@ class DaskMPIPBSSpawner(DaskMPISpawnerMixin, batchspawner.PBSSpawner):
     @default("batch_script")
     def _batch_script_default(self) -> str:
         return template("pbs.sh.j2")
+
+    @default("batch_submit_cmd")
+    def _batch_submit_cmd_default(self) -> str:
+        # qsub records its working directory (PBS_O_WORKDIR) and refuses one the user cannot
+        # read, such as a hub's private directory: submit from the user's home. -f: in the
+        # foreground (OpenPBS's qsub otherwise leaves a daemon of the user's running)
+        return "/bin/sh -c 'cd && exec qsub -f'"
 
     @default("dask_job_log")
     def _dask_job_log_default(self) -> str:
@@ -409,8 +417,15 @@ class DaskMPIPBSSpawner(DaskMPISpawnerMixin, batchspawner.PBSSpawner):
             return subvars
         env = self.get_env()
         names = [n for n in subvars.get("keepvars", "").split(",") if n]
-        secret = [n for n in names if n in env and is_secret(n, env[n], self.api_token or "")]
-        subvars["keepvars"] = ",".join(n for n in names if n not in secret)
-        subvars["private_env"] = "\n".join(f"export {n}={shlex.quote(env[n])}" for n in secret
+        in_body = [n for n in names if n in env and (
+            is_secret(n, env[n], self.api_token or "") or not pbs_v_safe(env[n]))]
+        subvars["keepvars"] = ",".join(n for n in names if n not in in_body)
+        subvars["private_env"] = "\n".join(f"export {n}={shlex.quote(env[n])}" for n in in_body
                                            if _ENV_NAME.fullmatch(n))
         return subvars
+
+
+def pbs_v_safe(value: str) -> bool:
+    """Whether qsub -v carries ``value`` intact: PBS splits its variable list at commas and
+    mangles quotes (JupyterHub's JSON scopes have both), so such values go in the body."""
+    return not any(ch in value for ch in ',"\'\n\\')

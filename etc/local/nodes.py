@@ -86,8 +86,14 @@ def _remove_hosts_lines(lines: list[str]) -> None:
         HOSTS_FILE.write_text("\n".join(kept) + "\n")
 
 
-def create_nodes(count: int, record: Path) -> Made:
-    """Make the bridge and ``count`` node namespaces n1..nK, and name them in /etc/hosts."""
+def head_name() -> str:
+    """This host's name on the bridge (PBS needs a server name that is not loopback)."""
+    return f"{PREFIX}head"
+
+
+def create_nodes(count: int, record: Path, name_head: bool = False) -> Made:
+    """Make the bridge and ``count`` node namespaces n1..nK (0: the bridge alone), and name
+    them in /etc/hosts; with ``name_head`` also this host's bridge address (`head_name`)."""
     made = _load(record)
     if _ip("link", "show", BRIDGE, check=False).returncode:
         made.bridge = True
@@ -110,6 +116,8 @@ def create_nodes(count: int, record: Path) -> Made:
             _ip("-n", ns, "link", "set", node_end, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
     lines = [f"{node_ip(i)} {node_name(i)} {HOSTS_MARK}" for i in range(1, count + 1)]
+    if name_head:
+        lines.append(f"{bridge_ip()} {head_name()} {HOSTS_MARK}")
     made.hosts_lines = sorted(set(made.hosts_lines) | set(lines))
     made.nodes = max(made.nodes, count)
     _save(record, made)

@@ -1,16 +1,18 @@
-"""The local stack: Slurm (munge, slurmctld, slurmd) and a JupyterHub using Dask-MPI-LX,
-started as root without systemd. Idempotent; stops only what it started (PIDs, and the
-namespaces and links recorded by nodes.py).
+"""The local stack: a batch system (Slurm: munge, slurmctld, slurmd; or OpenPBS: server,
+scheduler, comm, moms) and a JupyterHub using Dask-MPI-LX, started as root without systemd.
+Idempotent; stops only what it started (PIDs, and the namespaces and links recorded by
+nodes.py).
 
-    python etc/local/stack.py up [--nodes K]   # start (or keep) everything, print URL and login
-    python etc/local/stack.py down             # stop the hub, cancel jobs, stop Slurm and munge,
-                                               # remove the simulated nodes
+    python etc/local/stack.py up [--batch slurm|pbs] [--nodes K]   # start (or keep) it all
+    python etc/local/stack.py down      # stop the hub, cancel jobs, stop the batch system,
+                                        # remove the simulated nodes
     python etc/local/stack.py status
-    python etc/local/stack.py demo [--nodes K] # up, print the URL and login, down on Ctrl-C
+    python etc/local/stack.py demo [--batch slurm|pbs] [--nodes K]  # up; down on Ctrl-C
 
-With --nodes 1 (the default) this machine is the only Slurm node. With --nodes K > 1 the
-nodes n1..nK are network + UTS namespaces on a bridge (nodes.py), each with its own slurmd;
-slurmctld, munge, the hub and the proxy stay in this host's namespace.
+With --nodes 1 (the default) this machine is the only node. With --nodes K > 1 the nodes
+n1..nK are network + UTS namespaces on a bridge (nodes.py), each with its own slurmd or
+pbs_mom; the controller (slurmctld, or pbs_server), the hub and the proxy stay in this host's
+namespace. OpenPBS is built from the vendored source the first time (pbs.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nodes  # noqa: E402  (etc/local/nodes.py, beside this file)
+import pbs  # noqa: E402  (etc/local/pbs.py)
 
 HERE = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("DASK_MPI_LX_VENV", sys.prefix))
@@ -42,6 +45,7 @@ SLURM_CONF = Path("/etc/slurm/slurm.conf")
 MARK = "# written by dask-mpi-lx etc/local/stack.py"
 USERS = ("alice", "bob")
 NODES_RECORD = STATE / "nodes.json"
+BATCH_SYSTEMS = ("slurm", "pbs")
 NODE_CPUS = int(os.environ.get("DASK_MPI_LX_NODE_CPUS", "4"))
 PIDS = {"munged": Path("/run/munge/munged.pid"), "slurmctld": Path("/run/slurm/slurmctld.pid"),
         "slurmd": Path("/run/slurm/slurmd.pid"), "jupyterhub": HUB_DIR / "jupyterhub.pid"}
@@ -267,17 +271,19 @@ def hub_up() -> bool:
         return False
 
 
-def start_hub(count: int = 1) -> None:
+def start_hub(count: int = 1, batch: str = "slurm", prologue: str = "") -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     secrets_file()
     if alive("jupyterhub") and hub_up():
         say(f"hub already running (pid {alive('jupyterhub')})")
         return
-    say("starting JupyterHub (with configurable-http-proxy)")
+    say(f"starting JupyterHub (with configurable-http-proxy) for {batch}")
+    extra = f"{pbs.EXEC}/bin:" if batch == "pbs" else ""
     env = {**os.environ, "DASK_MPI_LX_VENV": str(VENV), "DASK_MPI_LX_HUB_DIR": str(HUB_DIR),
            "DASK_MPI_LX_HUB_PORT": str(HUB_PORT), "DASK_MPI_LX_NODES": str(count),
-           "DASK_MPI_LX_BRIDGE_IP": nodes.bridge_ip(),
-           "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+           "DASK_MPI_LX_BRIDGE_IP": nodes.bridge_ip(), "DASK_MPI_LX_BATCH": batch,
+           "DASK_MPI_LX_LAUNCHER_PROLOGUE": prologue, "DASK_MPI_LX_PBS_EXEC": str(pbs.EXEC),
+           "PATH": f"{VENV}/bin:{extra}/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
     log = open(HUB_DIR / "hub.log", "ab")  # noqa: SIM115 (kept by the daemon)
     subprocess.Popen([str(VENV / "bin" / "jupyterhub"), "-f", str(HERE / "jupyterhub_config.py")],
                      cwd=HUB_DIR, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
@@ -286,21 +292,38 @@ def start_hub(count: int = 1) -> None:
     say(f"hub ready at {HUB_URL} (log: {HUB_DIR / 'hub.log'})")
 
 
-def up(count: int = 1) -> None:
+def running_shape() -> tuple[str, int] | None:
+    """(batch system, nodes) of the stack that runs now; None when none runs."""
+    if pbs.running():
+        return "pbs", pbs.configured_nodes() or 1
+    if alive("slurmctld"):
+        return "slurm", configured_nodes() or 1
+    if alive("jupyterhub"):
+        return "unknown", 0
+    return None
+
+
+def up(count: int = 1, batch: str = "slurm") -> None:
     t0 = time.monotonic()
-    current = configured_nodes()
-    if current is not None and current != count and (alive("slurmctld") or alive("jupyterhub")):
-        say(f"the stack runs with {current} node(s); restarting it with {count}")
+    current = running_shape()
+    if current is not None and current != (batch, count):
+        say(f"the stack runs {current[0]} with {current[1]} node(s); restarting it as {batch} "
+            f"with {count}")
         down()
     ensure_users()
     ensure_proxy()
     lab_settings()
-    start_slurm(count)
-    start_hub(count)
+    prologue = ""
+    if batch == "pbs":
+        prologue = pbs.start(count, NODES_RECORD, STATE)
+    else:
+        start_slurm(count)
+    start_hub(count, batch, prologue)
     s = secrets_file()
     say(f"stack up in {time.monotonic() - t0:.1f}s")
-    print(json.dumps({"hub_url": HUB_URL, "users": list(USERS), "nodes": count,
-                      "password": s["user_password"], "hub_dir": str(HUB_DIR)}))
+    print(json.dumps({"hub_url": HUB_URL, "users": list(USERS), "nodes": count, "batch": batch,
+                      "password": s["user_password"], "hub_dir": str(HUB_DIR),
+                      "launcher_prologue": prologue}))
 
 
 def stop_pid(name: str, timeout: float = 15) -> None:
@@ -335,19 +358,22 @@ def down() -> None:
                 time.sleep(0.5)
     for name in [*slurmd_names(configured_nodes() or 1), "slurmctld", "munged"]:
         stop_pid(name)
+    pbs_nodes = pbs.configured_nodes() or 1
+    pbs.stop(pbs_nodes)
     nodes.remove_nodes(NODES_RECORD)
+    pbs.remove_config(pbs_nodes)
     say("stack down")
 
 
-def demo(count: int = 1) -> None:
+def demo(count: int = 1, batch: str = "slurm") -> None:
     """`make demo`: bring everything up, say where to go, run until interrupted."""
-    up(count)
+    up(count, batch)
     s = secrets_file()
     shape = ("" if count == 1 else
              f"\n    {count} simulated nodes n1..n{count} ({NODE_CPUS} cores each): pick 2 nodes "
              "and 8 cores for a job on n1 and n2.")
     print(f"""
-  Dask-MPI-LX demo is running.
+  Dask-MPI-LX demo is running ({"OpenPBS " + pbs.VERSION if batch == "pbs" else "Slurm"}).
     Open      {HUB_URL}/hub/login
     Log in as alice (or bob), password: {s['user_password']}
     On the options page pick e.g. 6 cores: Jupyter + a scheduler + 4 Dask workers.{shape}
@@ -363,12 +389,16 @@ def demo(count: int = 1) -> None:
 
 
 def status() -> None:
+    shape = running_shape()
     count = configured_nodes() or 1
     slurmd_names(count)
     for name in PIDS:
         print(f"{name:12s} {'pid ' + str(alive(name)) if alive(name) else 'stopped'}")
+    for name, pid in pbs.head_pids().items():
+        print(f"{name:12s} {'pid ' + str(pid) if pid else 'stopped'}")
     print(f"{'hub api':12s} {'up' if hub_up() else 'down'} ({HUB_URL})")
-    print(f"{'nodes':12s} {count}")
+    print(f"{'batch':12s} {shape[0] if shape else 'none'}")
+    print(f"{'nodes':12s} {shape[1] if shape else count}")
 
 
 def main(argv: list[str]) -> None:
@@ -378,14 +408,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("command", nargs="?", default="status",
                         choices=["up", "down", "status", "demo"])
     parser.add_argument("--nodes", type=int, default=1,
-                        help="simulated Slurm nodes (1: this machine is the only node)")
+                        help="simulated nodes (1: this machine is the only node)")
+    parser.add_argument("--batch", default=os.environ.get("DASK_MPI_LX_BATCH", "slurm"),
+                        help="the batch system: slurm (default) or pbs (OpenPBS)")
     args = parser.parse_args(argv)
     if not 1 <= args.nodes <= 8:
         parser.error(f"--nodes: got {args.nodes}; expected 1 to 8")
+    if args.batch not in BATCH_SYSTEMS:
+        parser.error(f"--batch: got {args.batch[:20]!r}; expected slurm or pbs")
     if os.geteuid() != 0:
-        raise SystemExit("run as root: it starts munge, Slurm and a hub that spawns as users")
+        raise SystemExit("run as root: it starts the batch system and a hub that spawns as users")
     if args.command in ("up", "demo"):
-        {"up": up, "demo": demo}[args.command](args.nodes)
+        {"up": up, "demo": demo}[args.command](args.nodes, args.batch)
     else:
         {"down": down, "status": status}[args.command]()
 

@@ -1,9 +1,11 @@
-"""The real stack for end-to-end tests: Slurm + JupyterHub + batchspawner, on one node or
-on simulated nodes (network namespaces).
+"""The real stack for end-to-end tests: Slurm or OpenPBS + JupyterHub + batchspawner, on one
+node or on simulated nodes (network namespaces).
 
 Brought up by etc/local/stack.py (as `make demo` does); each module asks for the node count
-it needs, so the tests do not depend on their order. Under CI=true a missing part fails;
-elsewhere (not root, no Slurm) the e2e tests are skipped with the reason.
+it needs, so the tests do not depend on their order. Every e2e test runs once per batch
+system (the ``batch`` parameter, `DASK_MPI_LX_TEST_BATCH` = "slurm,pbs" by default), but
+those marked ``slurm_only`` (Slurm's own tools: srun, sdiag, the docs' Slurm examples).
+Under CI=true a missing part fails; elsewhere (not root, no Slurm) they are skipped.
 """
 
 from __future__ import annotations
@@ -17,10 +19,26 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, missing_real_part
+from tests.e2e import batch as batch_systems
 from tests.e2e import lab_ui
 from tests.e2e.hub import Hub
 
 STACK = ROOT / "etc" / "local" / "stack.py"
+BATCHES = [b for b in os.environ.get("DASK_MPI_LX_TEST_BATCH", "slurm,pbs").split(",") if b]
+
+
+def pytest_collection_modifyitems(config, items):
+    """PBS runs every e2e test but those of Slurm's own tools (``slurm_only``)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("batch") == "pbs" and item.get_closest_marker("slurm_only"):
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def _unavailable(reason: str):
@@ -44,17 +62,27 @@ def stack_control():
     for tool in ("sbatch", "slurmctld", "munged", "mpirun", "ip", "nsenter"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             _unavailable(f"{tool} not installed (make test installs it)")
+    os.environ["PATH"] = f"{batch_systems.PBS_BIN}:{os.environ.get('PATH', '')}"
     already_up = "hub api      up" in _stack("status", timeout=60).stdout
     yield
     if not already_up:  # leave the machine as we found it
         _stack("down", timeout=180)
 
 
-def bring_up(nodes: int) -> dict:
-    """`stack.py up --nodes N` (a no-op when it already runs so); its JSON and secrets."""
-    result = _stack("up", "--nodes", str(nodes), timeout=600)
+@pytest.fixture(scope="session", params=BATCHES)
+def batch(request, stack_control) -> batch_systems.Slurm | batch_systems.PBS:
+    """The batch system the stack runs for these tests (tests are grouped by it)."""
+    return batch_systems.use(request.param)
+
+
+def bring_up(nodes: int, batch: str | None = None) -> dict:
+    """`stack.py up --batch B --nodes N` (a no-op when it already runs so); its JSON and
+    secrets. B: the batch system of the tests running now."""
+    batch = batch or batch_systems.current().name
+    result = _stack("up", "--batch", batch, "--nodes", str(nodes), timeout=1200)
     if result.returncode != 0:
-        pytest.fail(f"stack.py up --nodes {nodes} failed:\n{result.stdout}\n{result.stderr}")
+        pytest.fail(f"stack.py up --batch {batch} --nodes {nodes} failed:\n{result.stdout}\n"
+                    f"{result.stderr}")
     info = json.loads(result.stdout.strip().splitlines()[-1])
     with open(os.path.join(info["hub_dir"], "secrets.json")) as f:
         info.update(json.load(f))
@@ -62,9 +90,9 @@ def bring_up(nodes: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def stack(stack_control) -> dict:
-    """The single-node stack (this machine is the only Slurm node)."""
-    return bring_up(1)
+def stack(batch) -> dict:
+    """The single-node stack (this machine is the only node)."""
+    return bring_up(1, batch.name)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.e2e import batch
+
 
 @dataclass
 class Response:
@@ -75,9 +77,14 @@ class Hub:
         return messages
 
     def stop(self, name: str, timeout: float = 60) -> None:
+        """Stop the server and wait until the hub and the batch system both say it ended
+        (PBS keeps a deleted job running for seconds after the hub gave up waiting)."""
         self.request("DELETE", f"/hub/api/users/{name}/server")
         deadline = time.monotonic() + timeout
         while self.server(name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        while any(j.name == "jupyter-dask-mpi-lx" for j in batch.current().jobs(name)) \
+                and time.monotonic() < deadline:
             time.sleep(0.5)
 
 
@@ -138,14 +145,14 @@ def spawned_server(hub: Hub, user: str, options: dict):
     """Generator for a module fixture: ``user``'s server with ``options`` (no jobs of theirs
     left before or after); yields its batch job id."""
     hub.stop(user)
-    subprocess.run(["scancel", "-u", user], check=False)
+    batch.current().cancel_user(user)
     response, messages = hub.spawn(user, options)
     assert response.status in (201, 202), response.body
     state = hub.server(user)
     assert state and state["ready"], (state, messages)
     yield {"job": jobs_of(user)[0].split()[0]}
     hub.stop(user)
-    subprocess.run(["scancel", "-u", user], check=False)
+    batch.current().cancel_user(user)
 
 
 async def _run_code(ws_url: str, token: str, code: str, timeout: float) -> dict:
@@ -203,20 +210,14 @@ def user_processes(user: str) -> list[str]:
     return [x.strip() for x in out.stdout.splitlines() if x.strip()]
 
 
-def jobs_of(user: str, attempts: int = 5) -> list[str]:
-    """``user``'s jobs as squeue lists them; a failed squeue (slurmctld busy) is asked again,
-    never read as "no jobs"."""
-    for _ in range(attempts):
-        out = subprocess.run(["squeue", "-h", "-u", user, "-o", "%i %T"], capture_output=True,
-                             text=True)
-        if out.returncode == 0:
-            return out.stdout.split("\n")[:-1]
-        time.sleep(1)
-    raise AssertionError(f"squeue failed {attempts} times: {out.stderr.strip()}")
+def jobs_of(user: str) -> list[str]:
+    """``user``'s unfinished jobs on the stack's batch system, "<id> <STATE>" each; a failed
+    query (the controller busy) is asked again, never read as "no jobs"."""
+    return [job.line() for job in batch.current().jobs(user)]
 
 
 def assert_nothing_left(user: str, timeout: float = 30) -> None:
-    """No Slurm job, no process and no job file of ``user`` remains (within ``timeout``)."""
+    """No batch job, no process and no job file of ``user`` remains (within ``timeout``)."""
     deadline = time.monotonic() + timeout
     while (jobs_of(user) or user_processes(user)) and time.monotonic() < deadline:
         time.sleep(0.5)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.e2e import batch
 from tests.e2e.hub import Hub, assert_nothing_left, jobs_of
 from tests.e2e.lab_ui import (
     CARD,
@@ -186,15 +187,8 @@ def test_lab_reload_keeps_the_dashboard_connected(lab):
     shot(page, "after-reload")
 
 
-def _free_cpus() -> int:
-    out = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout
-    return int(out.split("/")[1])
-
-
 def _dmlx_jobs() -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-u", USER, "-o", "%j %i %T"], capture_output=True,
-                         text=True).stdout.splitlines()
-    return [x for x in out if x.startswith("dmlx-")]
+    return [j.line() for j in batch.current().jobs(USER) if j.name.startswith("dmlx-")]
 
 
 def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
@@ -202,8 +196,8 @@ def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
     shows the job running with its workers; SHUTDOWN on that card cancels the job."""
     page = lab["page"]
     open_dask_tab(page)
-    blocker = subprocess.run(["runuser", "-u", USER, "--", "sbatch", "--parsable", "-n",
-                              str(_free_cpus()), "--job-name=blocker", "--wrap", "sleep 300"],
+    system = batch.current()
+    blocker = subprocess.run(batch.as_user(USER, system.blocker_argv(system.free_cores())),
                              capture_output=True, text=True, cwd="/tmp").stdout.strip()
     try:
         page.locator("#dask-dashboard-launcher").get_by_text("NEW", exact=True).click()
@@ -213,19 +207,20 @@ def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
         deadline = time.monotonic() + 30
         while "pending" not in title.inner_text() and time.monotonic() < deadline:
             time.sleep(0.5)
-        time.sleep(7)  # the cluster has asked Slurm since: the job really waits in the queue
+        time.sleep(7)  # the cluster has asked the batch system since: the job really queues
         pending = title.inner_text()
         shot_cards(page, "dask-tab-job-pending")
     finally:
-        subprocess.run(["scancel", blocker])
-    assert re.match(r"MPI jobs [0-9a-f]+: 0 workers, 2 pending \(job \d+ pending\)", pending), pending
+        subprocess.run(system.cancel_argv(blocker))
+    assert re.match(r"MPI jobs [0-9a-f]+: 0 workers, 2 pending \(job [\w.-]+ pending\)",
+                    pending), pending
     deadline = time.monotonic() + 120
-    while not re.search(r": 2 workers \(job \d+ running", title.inner_text()) \
+    while not re.search(r": 2 workers \(job [\w.-]+ running", title.inner_text()) \
             and time.monotonic() < deadline:
         time.sleep(1)
     running = title.inner_text()
     shot_cards(page, "dask-tab-job-running")
-    assert re.search(r": 2 workers \(job \d+ running on ", running), running
+    assert re.search(r": 2 workers \(job [\w.-]+ running on ", running), running
     assert card_workers(page) == WORKERS  # the job's own card is untouched
     assert len(_dmlx_jobs()) == 1
     new_card.locator(".dask-ClusterListingItem-stop").click()
@@ -253,8 +248,8 @@ def test_stop_from_lab_ends_every_rank_and_frees_the_allocation(lab, hub: Hub):
     shot(home, "stopped-from-lab")
     home.close()
     assert_nothing_left(USER)
-    free = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout
-    assert free.split("/")[0] == "0", f"CPUs still allocated (A/I/O/T): {free}"
+    system = batch.current()
+    assert system.free_cores() == system.node_cores(), "cores still allocated"
 
 
 def test_invalid_form_value_is_shown_on_the_spawn_page(chromium, stack, hub: Hub):

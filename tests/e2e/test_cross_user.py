@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e import batch
 from tests.e2e.hub import Hub, run_in_kernel
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,7 @@ print("JSON " + json.dumps({
     "token": os.environ["JUPYTERHUB_API_TOKEN"],
     "key_files": glob.glob(os.path.join(os.path.dirname(os.environ["DASK_CONFIG"]), "tls", "*")),
     "dask_logs": logs,
-    "job_id": os.environ.get("SLURM_JOB_ID"),
+    "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("PBS_JOBID", "").split(".")[0],
     "dashboard_socket": dask.config.get("mpi-lx.job.dashboard-socket", None),
 }))
 ''')
@@ -91,7 +92,7 @@ def test_bob_cannot_read_alices_job_files(job):
 def test_no_key_or_token_in_argv_or_logs(job):
     argv = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "PRIVATE KEY" not in argv and job["token"] not in argv
-    log = Path(f"~{USER}").expanduser() / f"dask-mpi-lx-{job['job_id']}.log"
+    log = batch.current().job_log(USER, job["job_id"])
     text = log.read_text()
     assert "dask-mpi-lx[rank 1/4 scheduler" in text  # the log is the job's, and it is read
     assert "PRIVATE KEY" not in text and job["token"] not in text

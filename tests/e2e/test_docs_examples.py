@@ -731,6 +731,7 @@ def run_kernel_example(hub: Hub, block: Block, example: Example) -> tuple[dict, 
 
 
 @pytest.mark.e2e
+@pytest.mark.slurm_only  # the guides' examples name Slurm's tools
 @pytest.mark.parametrize("block,example", examples("kernel"))
 def test_kernel_examples(hub: Hub, server: dict, block: Block, example: Example):
     t0 = time.monotonic()
@@ -741,8 +742,9 @@ def test_kernel_examples(hub: Hub, server: dict, block: Block, example: Example)
 
 
 @pytest.mark.mpi
+@pytest.mark.slurm_only  # the guides' examples name Slurm's tools
 @pytest.mark.parametrize("block,example", examples("shell"))
-def test_shell_examples(request, block: Block, example: Example):
+def test_shell_examples(request, batch, block: Block, example: Example):
     """On this host with bash; ``in_job``: from a kernel of alice's job (the stack)."""
     from tests import mpirun
 

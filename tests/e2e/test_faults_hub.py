@@ -128,6 +128,7 @@ def test_walltime_ends_every_rank_and_the_hub_notices(hub: Hub):
     assert hub.server(USER) is None
 
 
+@pytest.mark.slurm_only
 def test_killed_rank_under_srun_ends_the_step_cleanly(stack, dask_mpi_lx_cmd, tmp_path):
     """Slurm's PMIx plugin cancels the whole step when a task dies, whatever srun's
     --kill-on-bad-exit/--no-kill say: documented; the step must end at once, no process

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e import batch
 from tests.e2e.hub import jobs_of
 
 pytestmark = pytest.mark.e2e
@@ -25,8 +26,19 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 
 def user_env(user: str) -> list[str]:
+    """A login shell's environment, with what the stack's batch system needs (etc/local:
+    the site's dask-mpi-lx config for PBS would say the same)."""
+    system = batch.current()
+    extra = [f"DMLX_TEST_BATCH={system.name}"]
+    if system.name == "pbs":
+        extra += ["DASK_MPI_LX__JOBS__BATCH_SYSTEM=pbs",
+                  f"DASK_MPI_LX__JOBS__PROLOGUE={STACK_INFO.get('launcher_prologue', '')}"]
+    path = f"{batch.PBS_BIN}:" if system.name == "pbs" else ""
     return ["env", "-i", f"HOME=/home/{user}", f"USER={user}", f"LOGNAME={user}",
-            f"PATH={VENV_BIN}:/usr/bin:/bin"]
+            f"PATH={VENV_BIN}:{path}/usr/bin:/bin", *extra]
+
+
+STACK_INFO: dict = {}
 
 
 def as_user(user: str, *argv: str) -> list[str]:
@@ -42,16 +54,17 @@ def run_probe(scenario: str, *args: str, timeout: float = 300) -> dict:
 
 
 def names_queued(name: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", f"--name={name}", "-o", "%i"], capture_output=True,
-                         text=True)
-    return out.stdout.split()
+    return [j.job_id for j in batch.current().jobs("alice") if j.name == name]
 
 
 @pytest.fixture(scope="module")
 def slurm(stack):
-    subprocess.run(["scancel", "-u", "alice"], check=False)
+    """The stack, with no job of alice's before or after (Slurm or PBS)."""
+    STACK_INFO.clear()
+    STACK_INFO.update(stack)
+    batch.current().cancel_user("alice")
     yield stack
-    subprocess.run(["scancel", "-u", "alice"], check=False)
+    batch.current().cancel_user("alice")
 
 
 def test_two_job_cluster_scales_across_jobs_and_close_cancels_them(slurm):
@@ -76,8 +89,7 @@ def test_two_job_cluster_scales_across_jobs_and_close_cancels_them(slurm):
 
 
 def test_pending_first_job_shows_pending_then_running(slurm):
-    cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()[0]
-    out = run_probe("pending", cpus)
+    out = run_probe("pending", str(batch.current().node_cores()))
     assert out["returned_s"] < 20  # submitting does not wait for the queue
     assert "pending" in out["title_pending"] and out["workers_pending"] == 0, out
     assert "2 workers" in out["title_running"] and "running" in out["title_running"], out

@@ -25,7 +25,7 @@ from tests.e2e.lab_ui import card_title, login, open_dask_tab, shot, wait_card_w
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "etc" / "local"))
 import nodes  # noqa: E402  (etc/local/nodes.py: the simulated network's one definition)
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slurm_only]  # PBS across nodes: test_multinode_pbs.py
 
 USER = "alice"
 STACK_NODES = 3

@@ -15,11 +15,55 @@ from distributed import Client
 
 from dask_mpi_lx import MPIJobCluster
 
+BATCH = os.environ.get("DMLX_TEST_BATCH", "slurm")  # the stack's batch system
+USER = os.environ.get("USER", "")
+
 
 def squeue(name: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-u", os.environ.get("USER", ""), f"--name={name}",
-                          "-o", "%i %T"], capture_output=True, text=True)
+    """Ids of this user's unfinished jobs named ``name``, as the batch system lists them."""
+    if BATCH == "pbs":
+        argv = ["qselect", "-u", USER, "-N", name]
+        return subprocess.run(argv, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(["squeue", "-h", "-u", USER, f"--name={name}", "-o", "%i %T"],
+                         capture_output=True, text=True)
     return out.stdout.split()[::2]
+
+
+def job_records(job_id: str) -> tuple[str, str]:
+    """(the job's script, the job's record) as the batch system shows them to its owner;
+    PBS keeps no script a user can print, so its record stands for both."""
+    if BATCH == "pbs":
+        shown = subprocess.run(["qstat", "-fx", job_id], capture_output=True, text=True).stdout
+        return shown, shown
+    script = subprocess.run(["scontrol", "write", "batch_script", job_id, "-"],
+                            capture_output=True, text=True).stdout
+    shown = subprocess.run(["scontrol", "show", "job", "-d", job_id], capture_output=True,
+                           text=True).stdout
+    return script, shown
+
+
+def submit_blocker(cores: str) -> str:
+    if BATCH == "pbs":
+        argv = ["qsub", "-f", "-N", "dmlx-blocker", "-l", f"select=1:ncpus={cores}", "-j", "oe",
+                "-o", "/dev/null", "--", "/bin/sleep", "300"]
+    else:
+        argv = ["sbatch", "--parsable", "-n", cores, "--job-name=dmlx-blocker", "--wrap",
+                "sleep 300"]
+    return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
+
+
+def running(job_id: str) -> bool:
+    if BATCH == "pbs":
+        out = subprocess.run(["qstat", "-fx", "-F", "json", job_id], capture_output=True,
+                             text=True).stdout
+        return any(j.get("job_state") == "R" for j in json.loads(out or "{}").get("Jobs", {}
+                                                                                  ).values())
+    return subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
+                          text=True).stdout.strip() == "RUNNING"
+
+
+def cancel(job_id: str) -> None:
+    subprocess.run(["qdel" if BATCH == "pbs" else "scancel", job_id], capture_output=True)
 
 
 def until(check, timeout: float = 120.0, step: float = 0.5):
@@ -53,10 +97,7 @@ def lifecycle() -> dict:
     directory = str(cluster._dir.path)
     out["modes"] = modes(directory)
     first = cluster._jobs.first
-    out["script"] = subprocess.run(["scontrol", "write", "batch_script", first, "-"],
-                                   capture_output=True, text=True).stdout
-    out["show_job"] = subprocess.run(["scontrol", "show", "job", "-d", first],
-                                     capture_output=True, text=True).stdout
+    out["script"], out["show_job"] = job_records(first)
     with Client(cluster) as client:
         client.wait_for_workers(2, timeout=120)
         out["sum"] = client.submit(sum, [1, 2]).result()
@@ -64,7 +105,9 @@ def lifecycle() -> dict:
         cluster.scale(5)  # 2 workers in the first job, one joining job of 3 more
         client.wait_for_workers(5, timeout=120)
         out["workers_5"] = worker_names(cluster)
-        out["jobs_5"] = cluster.jobs
+        # the workers of both jobs are in: the cluster sees both jobs run at its next look
+        out["jobs_5"] = until(lambda: (jobs := cluster.jobs) and all(
+            j["state"] == "running" for j in jobs.values()) and jobs, 30) or cluster.jobs
         out["repr_5"] = repr(cluster)
         out["sum_5"] = client.submit(lambda: 40 + 2).result()
         cluster.scale(1)
@@ -92,10 +135,8 @@ def hold() -> dict:
 
 def pending() -> dict:
     """A first job that must queue: the card says pending, then running."""
-    blocker = subprocess.run(["sbatch", "--parsable", "-n", sys.argv[2], "--job-name=dmlx-blocker",
-                              "--wrap", "sleep 300"], capture_output=True, text=True).stdout.strip()
-    until(lambda: subprocess.run(["squeue", "-h", "-j", blocker, "-o", "%T"], capture_output=True,
-                                 text=True).stdout.strip() == "RUNNING", 60)
+    blocker = submit_blocker(sys.argv[2])
+    until(lambda: running(blocker), 60)
     out: dict = {}
     t0 = time.monotonic()
     cluster = MPIJobCluster(cores=4, walltime="00:10:00", wait=False)
@@ -103,7 +144,7 @@ def pending() -> dict:
     time.sleep(6)  # the cluster looks at its jobs every few seconds
     out["title_pending"] = cluster.title
     out["workers_pending"] = len(cluster.scheduler_info["workers"])
-    subprocess.run(["scancel", blocker])
+    cancel(blocker)
     until(lambda: len(cluster.scheduler_info["workers"]) == 2, 120)
     time.sleep(6)
     out["title_running"] = cluster.title

@@ -3,6 +3,7 @@ the cluster directory's checks, and the plan of a joining job."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,7 +12,15 @@ import dask.config
 import pytest
 
 from dask_mpi_lx.exceptions import ConfigError, MPILXError, WorldTooSmallError
-from dask_mpi_lx.jobs.batch_system import PBS, Slurm, parse_time_left, submit_environment
+from dask_mpi_lx.jobs.batch_system import (
+    PBS,
+    BatchError,
+    Slurm,
+    current_batch_system,
+    exec_hosts,
+    parse_time_left,
+    submit_environment,
+)
 from dask_mpi_lx.jobs.script import render, serve_command
 from dask_mpi_lx.jobs.spec import JobSpec, job_spec, parse_walltime
 from dask_mpi_lx.runtime.cluster_dir import ClusterDir, Contact
@@ -99,13 +108,48 @@ def test_pbs_output_parsing():
     jobs = PBS().parse_list(out, "dmlx-x")
     assert [(j.job_id, j.state, j.hosts) for j in jobs] == [
         ("7.casper-pbs", "running", ("crhtc1", "crhtc2")), ("8.casper-pbs", "pending", ())]
-    assert PBS().submit_argv("n", "P") == ["qsub", "-N", "n", "-A", "P"]
+    assert PBS().submit_argv("n", "P") == ["qsub", "-f", "-N", "n", "-A", "P"]
+
+
+def test_pbs_hosts_in_order_once_each():
+    assert exec_hosts("n2/0*2+n1/0*2+n2/1") == ("n2", "n1")
+    assert exec_hosts("") == ()
+
+
+def test_bad_qstat_answers_are_batch_errors():
+    for out in ("not json", "[1, 2]", '{"Jobs": 3}'):
+        with pytest.raises(BatchError, match="qstat printed no job record"):
+            asyncio.run(_job_info_from(out))
+        with pytest.raises(BatchError):
+            PBS().parse_list(out)
+
+
+async def _job_info_from(out: str):
+    from dask_mpi_lx.jobs import batch_system
+
+    async def fake_run(argv, **kw):
+        return out
+
+    real = batch_system.run
+    batch_system.run = fake_run
+    try:
+        return await PBS().job_info("7.server")
+    finally:
+        batch_system.run = real
+
+
+def test_current_batch_system_from_the_jobs_environment():
+    assert current_batch_system({"SLURM_JOB_ID": "3"}).name == "slurm"
+    assert current_batch_system({"PBS_JOBID": "3.server"}).name == "pbs"
+    assert current_batch_system({}) is None
 
 
 def test_time_left():
     assert parse_time_left("59:30") == 3570
     assert parse_time_left("1-00:00:10") == 86410
     assert parse_time_left("UNLIMITED") is None
+    assert parse_time_left("100:00:00") == 360000  # PBS's walltime
+    assert parse_time_left("") is None and parse_time_left("1:²") is None
 
 
 def test_submit_environment_drops_credentials_and_the_jobs_own_variables():

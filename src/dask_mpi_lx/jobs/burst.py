@@ -4,7 +4,6 @@ site set (`mpi-lx.burst`, from the spawner's ``dask_burst_*`` traits)."""
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from ..mpi.environ import job_id as current_job_id
 from ..runtime.cluster_dir import ClusterDir, Contact
 from ..runtime.scratch import safe_job_id
 from ..runtime.tls import JobTLS
-from .batch_system import batch_system, parse_time_left, run
+from .batch_system import current_batch_system
 from .jobset import JobSet
 from .spec import MIN_JOINING_JOB, JobSpec, job_spec
 
@@ -68,12 +67,13 @@ class Burst:
             directory.write_contact(Contact(self.job_id, self.address))
         return directory
 
-    async def _time_left(self, spec: JobSpec) -> int | None:
-        system = batch_system(spec.batch_system)
-        if system.name != "slurm" or not os.environ.get("SLURM_JOB_ID"):
+    async def _time_left(self) -> int | None:
+        """What is left of the notebook job's walltime (None: not known)."""
+        system = current_batch_system()
+        if system is None:
             return None
         try:
-            return parse_time_left(await run(system.time_left_argv(self.job_id)))
+            return await system.time_left(self.job_id)
         except MPILXError:
             return None
 
@@ -83,19 +83,21 @@ class Burst:
         nodes = int(setting("burst.max-nodes") or 1)
         cores = setting("burst.cores") or ranks
         cores = max(MIN_JOINING_JOB * nodes, int(cores) // nodes * nodes)
-        queue = setting("burst.queue") or os.environ.get("SLURM_JOB_PARTITION") or None
-        # charged like the notebook job: its project code
-        account = os.environ.get("SLURM_JOB_ACCOUNT") or os.environ.get("PBS_ACCOUNT") or None
-        base = job_spec("jobs", nodes=nodes, cores=cores, threads=threads,
-                        worker_memory=worker_memory, queue=queue, account=account,
-                        walltime=setting("burst.walltime") or None)
-        left = await self._time_left(base)
+        env = os.environ
+        queue = setting("burst.queue") or env.get("SLURM_JOB_PARTITION") or \
+            env.get("PBS_QUEUE") or None
+        # charged like the notebook job: its project code, on its batch system
+        account = env.get("SLURM_JOB_ACCOUNT") or env.get("PBS_ACCOUNT") or None
+        system = current_batch_system()
+        shape = {"nodes": nodes, "cores": cores, "threads": threads,
+                 "worker_memory": worker_memory, "queue": queue, "account": account,
+                 **({"batch_system": system.name} if system else {})}
+        base = job_spec("jobs", walltime=setting("burst.walltime") or None, **shape)
+        left = await self._time_left()
         if left is not None and left < MIN_TIME_LEFT:
             raise ScaleError(f"the notebook job has {left}s left: too little for a burst job")
         if left is not None and left < base.walltime:
-            base = job_spec("jobs", nodes=nodes, cores=cores, threads=threads,
-                            worker_memory=worker_memory, queue=queue, account=account,
-                            walltime=left - 30)
+            base = job_spec("jobs", walltime=left - 30, **shape)
         return base
 
     async def match(self, extra_workers: int, spec: JobSpec | None) -> list[str]:
@@ -125,14 +127,16 @@ class Burst:
 
 
 async def end_of_job(job_id: str) -> None:
-    """At the notebook job's end: cancel its burst jobs (Slurm, by name) and remove their
-    directory; the burst workers would also leave once the scheduler is gone."""
+    """At the notebook job's end: cancel its burst jobs (by name, on the job's own batch
+    system) and remove their directory; the burst workers would also leave once the
+    scheduler is gone."""
     directory = burst_directory(job_id)
     if not directory.is_dir():
         return
-    if os.environ.get("SLURM_JOB_ID"):
+    system = current_batch_system()
+    if system is not None:
         try:
-            await run(["scancel", "-u", getpass.getuser(), f"--name={job_name(job_id)}"])
+            await system.cancel_by_name(job_name(job_id))
         except MPILXError as e:
             logger.warning("could not cancel the burst jobs of job %s: %s", job_id, e)
     ClusterDir(directory).remove()

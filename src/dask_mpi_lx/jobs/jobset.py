@@ -49,8 +49,7 @@ class JobSet:
 
     async def refresh(self) -> dict[str, JobState]:
         """Ask the batch system; a job it no longer lists has ended."""
-        out = await run(self.system.list_argv(self.job_name))
-        listed = {j.job_id: j for j in self.system.parse_list(out, self.job_name)}
+        listed = {j.job_id: j for j in await self.system.list(self.job_name)}
         known = {i: listed.get(i, JobState(i, "ended")) for i in self.states}
         known.update(listed)
         self.states = {i: s for i, s in known.items() if s.active or i == self.first}
@@ -65,7 +64,7 @@ class JobSet:
     async def cancel(self, ids: list[str]) -> None:
         if not ids:
             return
-        await run(self.system.cancel_argv(ids))
+        await self.system.cancel(ids)
         for i in ids:
             if i == self.first:
                 self.states[i] = JobState(i, "ended")

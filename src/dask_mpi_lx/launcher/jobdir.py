@@ -4,6 +4,7 @@ dask config, removed at the end (named and swept as `runtime/scratch.py` says)."
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import stat
 import tempfile
@@ -65,11 +66,24 @@ class JobDirectory:
 def find_job_directories(parent: str | None, job_id: str | None = None) -> list[Path]:
     """This user's job directories on this host whose rank 0 still runs, newest first; only
     those of ``job_id`` when given (for processes that did not inherit ``DASK_CONFIG``)."""
-    base = Path(parent or tempfile.gettempdir())
     pattern = f"{PREFIX}{safe_job_id(job_id)}-job-*" if job_id else f"{PREFIX}*-job-*"
-    found = [(st.st_mtime, path) for path, st, alive in owned_entries(base, pattern)
+    bases = [Path(parent)] if parent else [Path(tempfile.gettempdir()), *batch_tmpdirs(job_id)]
+    found = [(st.st_mtime, path) for base in bases
+             for path, st, alive in owned_entries(base, pattern)
              if alive and stat.S_ISDIR(st.st_mode) and (path / "dask" / CONFIG_FILE).is_file()]
     return [path for _, path in sorted(found, reverse=True)]
+
+
+def batch_tmpdirs(job_id: str | None = None) -> list[Path]:
+    """The per-job temporary directories PBS makes on this host (its jobs' $TMPDIR,
+    ``$PBS_TMPDIR/pbs.<job id>``, /var/tmp by default) that this user may enter: a process
+    outside the job has no $TMPDIR pointing there."""
+    root = Path(os.environ.get("PBS_TMPDIR") or "/var/tmp")
+    pattern = f"pbs.{job_id}.*" if job_id else "pbs.*"
+    try:
+        return sorted(p for p in root.glob(pattern) if p.is_dir() and os.access(p, os.X_OK))
+    except OSError:
+        return []
 
 
 def job_of_directory(path: Path) -> str:
