@@ -11,11 +11,13 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q
 SYSTEM_PACKAGES := openmpi-bin libopenmpi-dev slurm-wlm munge python3-venv curl procps chromium \
 		   iproute2 util-linux
 NODES ?= 1
+BATCH ?= slurm
 
-.PHONY: help install system-packages venv mpich-venv lint test test-unit test-mpi test-e2e docs demo demo-stop bench clean
+.PHONY: help install system-packages venv mpich-venv pbs lint test test-unit test-mpi test-e2e docs demo demo-stop bench clean
 
 help:
-	@echo "make demo    - start the local stack and print the URL (see README); NODES=3 for 3 nodes"
+	@echo "make demo    - start the local stack and print the URL (see README); NODES=3 for 3 nodes,"
+	@echo "               BATCH=pbs for OpenPBS instead of Slurm"
 	@echo "make test    - install everything and run lint + all tests"
 	@echo "make demo-stop - stop everything the demo started"
 	@echo "make bench     - run every benchmark and regenerate docs/benchmarks.md"
@@ -45,7 +47,11 @@ mpich-venv: $(PY)
 	$(MPICH_VENV)/bin/pip install -q mpich mpi4py==4.1.2 distributed==2026.8.0 dask==2026.8.0 cryptography click pyyaml
 	$(MPICH_VENV)/bin/pip install -q --no-deps --force-reinstall .
 
-install: venv mpich-venv
+pbs: venv
+	@echo ">> OpenPBS in /opt/pbs (built once per machine from ../shared/vendor)"
+	$(PY) etc/local/stack.py build --batch pbs
+
+install: venv mpich-venv pbs
 
 lint: $(PY)
 	$(VENV)/bin/ruff check src tests benchmarks spawner_hooks etc
@@ -68,7 +74,7 @@ test: install lint docs
 	MPICH_VENV=$(MPICH_VENV) $(PY) -m pytest -q -rs
 
 demo: venv
-	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py demo --nodes $(NODES)
+	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py demo --batch $(BATCH) --nodes $(NODES)
 
 demo-stop:
 	DASK_MPI_LX_VENV=$(VENV) $(PY) etc/local/stack.py down

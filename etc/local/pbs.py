@@ -398,8 +398,18 @@ def stop(count: int) -> None:
             _stop("PBS dataservice", pid)
 
 
+# what PBS's daemons and client commands leave in /var/tmp: per-uid query stamps, a qsub
+# daemon's socket (qsub without -f), qsub's temporary scripts, the init script's boot check
+CLIENT_LEFTOVERS = (".pbs_last_query_*", "pbs_default_*", "pbsscrpt*", "pbs_boot_check")
+
+
 def remove_config(count: int) -> None:
-    """What `start` wrote outside PBS's own install: our pbs.conf and the nodes' homes."""
+    """What `start` wrote outside PBS's own install (our pbs.conf, the nodes' homes) and
+    what PBS's commands left in /var/tmp."""
+    for pattern in CLIENT_LEFTOVERS:
+        for path in Path("/var/tmp").glob(pattern):
+            with contextlib.suppress(OSError):
+                path.unlink()
     if configured_nodes() is not None:
         CONF.unlink(missing_ok=True)
     for i in range(1, 9):

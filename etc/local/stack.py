@@ -7,6 +7,7 @@ nodes.py).
     python etc/local/stack.py down      # stop the hub, cancel jobs, stop the batch system,
                                         # remove the simulated nodes
     python etc/local/stack.py status
+    python etc/local/stack.py build --batch pbs   # build OpenPBS only (make install does)
     python etc/local/stack.py demo [--batch slurm|pbs] [--nodes K]  # up; down on Ctrl-C
 
 With --nodes 1 (the default) this machine is the only node. With --nodes K > 1 the nodes
@@ -406,7 +407,7 @@ def main(argv: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="stack.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="status",
-                        choices=["up", "down", "status", "demo"])
+                        choices=["up", "down", "status", "demo", "build"])
     parser.add_argument("--nodes", type=int, default=1,
                         help="simulated nodes (1: this machine is the only node)")
     parser.add_argument("--batch", default=os.environ.get("DASK_MPI_LX_BATCH", "slurm"),
@@ -418,7 +419,10 @@ def main(argv: list[str]) -> None:
         parser.error(f"--batch: got {args.batch[:20]!r}; expected slurm or pbs")
     if os.geteuid() != 0:
         raise SystemExit("run as root: it starts the batch system and a hub that spawns as users")
-    if args.command in ("up", "demo"):
+    if args.command == "build":  # what `up` would build first (OpenPBS, once per machine)
+        if args.batch == "pbs":
+            pbs.ensure_built()
+    elif args.command in ("up", "demo"):
         {"up": up, "demo": demo}[args.command](args.nodes, args.batch)
     else:
         {"down": down, "status": status}[args.command]()

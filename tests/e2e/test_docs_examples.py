@@ -259,7 +259,7 @@ def check_labextension(data: dict) -> None:
 
 REGISTRY: dict[str, Example] = {
     # ------------------------------------------------------------------ README.md
-    "README.md#13eddd60": Example(
+    "README.md#f920b0f4": Example(
         "not-run", "make demo    # local Slurm + JupyterHub + this project; prints the URL and login",
         why="`make demo` and `make test` are what CI itself runs (the stack, and this module)"),
     "README.md#a7e062de": Example(

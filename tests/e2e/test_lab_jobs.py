@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.e2e import batch
 from tests.e2e.hub import Hub, assert_nothing_left, run_json_in_kernel, spawned_server
 
 pytestmark = pytest.mark.e2e
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.e2e
 USER = "alice"
 OPTIONS = {"cores": 4, "threads": 1, "worker_memory": "1GiB", "walltime": "00:30:00"}
 LIMIT = OPTIONS["cores"] - 2
+BLOCKERS: list[str] = []  # jobs that keep the queue full between two tests
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +41,9 @@ def wait_card(hub: Hub, card_id: str, ok, timeout: float = 120) -> dict:
 
 
 def queued(name_prefix: str) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-u", USER, "-o", "%j %i %T"], capture_output=True,
-                         text=True).stdout.splitlines()
-    return [x for x in out if x.startswith(name_prefix)]
+    """alice's unfinished jobs whose name starts so: "<name> <id> <STATE>" each."""
+    return [f"{j.name} {j.job_id} {j.state}" for j in batch.current().jobs(USER)
+            if j.name.startswith(name_prefix)]
 
 
 def test_new_in_the_dask_tab_launches_a_job_cluster_and_shutdown_cancels_it(hub, server):
@@ -77,9 +79,22 @@ import json, os, subprocess, time
 from distributed import Client
 from dask_mpi_lx import MPICluster
 from dask_mpi_lx.exceptions import ScaleError
-def burst_jobs():
-    out = subprocess.run(["squeue", "-h", "--me", "--name=dmlx-burst-" + os.environ["SLURM_JOB_ID"],
-                          "-o", "%i %T"], capture_output=True, text=True).stdout
+PBS = bool(os.environ.get("PBS_JOBID"))
+NAME = "dmlx-burst-" + (os.environ.get("SLURM_JOB_ID") or os.environ["PBS_JOBID"].split(".")[0])
+def burst_jobs():  # "<id> <STATE>" of this job's burst jobs, from the batch system itself
+    if PBS:
+        ids = subprocess.run(["qselect", "-u", os.environ["USER"], "-N", NAME],
+                             capture_output=True, text=True).stdout.split()
+        states = {"Q": "PENDING", "R": "RUNNING", "E": "COMPLETING", "H": "PENDING"}
+        found = []
+        for i in ids:
+            rec = json.loads(subprocess.run(["qstat", "-fx", "-F", "json", i], capture_output=True,
+                                            text=True).stdout or "{}").get("Jobs", {})
+            found += [f"{i} {states.get(r['job_state'], r['job_state'])}" for r in rec.values()
+                      if r["job_state"] != "F"]
+        return found
+    out = subprocess.run(["squeue", "-h", "--me", f"--name={NAME}", "-o", "%i %T"],
+                         capture_output=True, text=True).stdout
     return out.split("\n")[:-1]
 facts = {}
 cluster = MPICluster()
@@ -105,9 +120,14 @@ try:
 except ScaleError as e:
     facts["too_many"] = str(e)
 # a busy partition: the burst job queues, and the notebook goes on at once
-free = int(subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True).stdout.split("/")[1])
-blocker = subprocess.run(["sbatch", "--parsable", "-n", str(free), "--job-name=dmlx-blocker",
-                          "--wrap", "sleep 300"], capture_output=True, text=True).stdout.strip()
+free = FREE_CORES
+if PBS:
+    blocker = subprocess.run(["qsub", "-f", "-N", "dmlx-blocker", "-l", f"select=1:ncpus={free}",
+                              "-j", "oe", "-o", "/dev/null", "--", "/bin/sleep", "300"],
+                             capture_output=True, text=True).stdout.strip()
+else:
+    blocker = subprocess.run(["sbatch", "--parsable", "-n", str(free), "--job-name=dmlx-blocker",
+                              "--wrap", "sleep 300"], capture_output=True, text=True).stdout.strip()
 time.sleep(3)
 t = time.monotonic()
 cluster.scale(limit + 1)
@@ -115,13 +135,14 @@ facts["pending_scale_s"] = time.monotonic() - t
 facts["pending_jobs"] = burst_jobs()
 facts["title_pending"] = cluster.title
 facts["kernel_answers"] = client.submit(lambda: 7).result()
-subprocess.run(["scancel", blocker])
+facts["blocker"] = blocker  # kept: the burst job stays pending for the next test
 print("JSON " + json.dumps(facts))
 '''
 
 
 def test_burst_past_the_allocation_and_back(hub, server):
-    facts = run_json_in_kernel(hub, USER, BURST, timeout=300)
+    code = BURST.replace("FREE_CORES", str(batch.current().free_cores()))
+    facts = run_json_in_kernel(hub, USER, code, timeout=300)
     assert facts["limit"] == LIMIT
     burst_workers = [n for n in facts["names"] if n.startswith("job-")]
     # one worker more than the allocation: one extra job, only as big as that (2 ranks)
@@ -132,14 +153,21 @@ def test_burst_past_the_allocation_and_back(hub, server):
     assert facts["pending_scale_s"] < 15, facts
     assert len(facts["pending_jobs"]) == 1 and facts["pending_jobs"][0].endswith("PENDING")
     assert "pending" in facts["title_pending"] and facts["kernel_answers"] == 7
+    BLOCKERS.append(facts["blocker"])
 
 
 def test_the_notebook_jobs_end_cancels_its_burst_jobs(hub, server):
-    name = f"dmlx-burst-{server['job']}"
-    assert len(queued(name)) == 1  # still pending from the test before
+    name = f"dmlx-burst-{server['job'].split('.')[0]}"  # PBS: the id without its server
+    burst = queued(name)
+    # from the test before, and pending behind its blocker: it cannot end by itself
+    assert len(burst) == 1 and burst[0].endswith("PENDING"), burst
     hub.stop(USER)
     deadline = time.monotonic() + 60
     while queued(name) and time.monotonic() < deadline:
         time.sleep(1)
     assert queued(name) == []
+    # cancelled by the notebook job's end, not ended by itself once the scheduler went
+    assert batch.current().final_state(burst[0].split()[1]) == "CANCELLED"
+    for blocker in BLOCKERS:
+        subprocess.run(batch.current().cancel_argv(blocker), capture_output=True)
     assert_nothing_left(USER)
