@@ -36,6 +36,22 @@ class LaunchCommand(click.Command):
             return []
 
 
+#: What the commands that run Dask import (the `compute` extra), by module name.
+COMPUTE_MODULES = ("mpi4py", "distributed", "cryptography", "psutil")
+
+
+def require_compute(command: str) -> None:
+    """One clear line, on every rank before MPI starts, when the `compute` extra is missing
+    (`pip install dask-mpi-lx` alone installs the CLI without it)."""
+    from importlib.util import find_spec
+
+    missing = [name for name in COMPUTE_MODULES if find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"dask-mpi-lx {command} needs {', '.join(missing)}, which this Python lacks: "
+            "install the compute extra, pip install 'dask-mpi-lx[compute]'")
+
+
 def _option(flag: str, key: str, **kwargs: Any):
     default = config.DEFAULTS["mpi-lx"][key]
     shown = "config" if default is None else default
@@ -103,6 +119,7 @@ def launch(cmd: tuple[str, ...], _problem: str | None = None, **options: Any) ->
     DASK_SCHEDULER_ADDRESS and DASK_CONFIG (a job-private dask config), so a bare
     `Client()` connects. The exit code is CMD's.
     """
+    require_compute("launch")
     from .launcher.launch import reexec_without_hub_secrets, run_launch
 
     reexec_without_hub_secrets()
@@ -145,9 +162,16 @@ def serve(cluster_dir: str, join: bool, lease: str | None, join_timeout: str | N
     scancel or walltime, when no cluster object has been attached for --lease, or (--join)
     when the scheduler closed its workers.
     """
+    require_compute("serve")
     from .launcher.launch import run_serve
     from .launcher.serve import ServeOptions
 
+    # a job cluster runs with its cluster directory's keys whatever the environment says:
+    # Slurm jobs inherit the submitter's environment, DASK_MPI_LX__TLS=false included
+    if options.get("tls") is False or options.get("protocol") not in (None, "tls"):
+        raise click.ClickException("dask-mpi-lx serve always uses TLS with the keys in "
+                                   "--cluster-dir: drop --no-tls / --protocol")
+    options.update(tls=True, protocol="tls")
     try:
         settings = config.resolve(**options)
         serve_options = ServeOptions(

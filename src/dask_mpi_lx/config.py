@@ -89,7 +89,7 @@ def setting_keys() -> list[str]:
     return [f.name.replace("_", "-") for f in fields(Settings)]
 
 
-def _whole_number(key: str, value: Any, low: int, high: int | None, expected: str) -> int:
+def whole_number(key: str, value: Any, low: int, high: int | None, expected: str) -> int:
     """``value`` as an int from ``low`` to ``high`` (None: no bound); else `ConfigError`."""
     if isinstance(value, bool):
         raise ConfigError(key, value, expected)
@@ -103,11 +103,11 @@ def _whole_number(key: str, value: Any, low: int, high: int | None, expected: st
 
 
 def _positive_int(key: str, value: Any) -> int:
-    return _whole_number(key, value, 1, None, "a whole number >= 1")
+    return whole_number(key, value, 1, None, "a whole number >= 1")
 
 
 def _niceness(key: str, value: Any) -> int:
-    return _whole_number(key, value, 0, 19, "a whole number from 0 (off) to 19")
+    return whole_number(key, value, 0, 19, "a whole number from 0 (off) to 19")
 
 
 def _seconds(key: str, value: Any) -> float:

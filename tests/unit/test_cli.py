@@ -53,3 +53,41 @@ def test_config_command_reports_bad_values_without_a_traceback(monkeypatch):
     assert result.exit_code == 1
     assert "mpi-lx.poll-interval: got 'often'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_compute_extra_is_one_line_before_mpi_starts(monkeypatch):
+    """`pip install dask-mpi-lx` without [compute]: launch and serve say which extra to
+    install and exit, on every rank, without starting MPI or printing a traceback."""
+    import importlib.util
+
+    import dask_mpi_lx.launcher.launch as launch_module
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "cryptography" else real(name, *a))
+    started = []
+    monkeypatch.setattr(launch_module, "run_launch", lambda *a: started.append(a))
+    monkeypatch.setattr(launch_module, "run_serve", lambda *a: started.append(a))
+    for argv in (["launch", "--", "true"], ["serve", "--cluster-dir", "/nonexistent"]):
+        result = CliRunner().invoke(main, argv)
+        assert result.exit_code == 1, result.output
+        assert "needs cryptography" in result.output
+        assert "pip install 'dask-mpi-lx[compute]'" in result.output
+        assert "Traceback" not in result.output
+    assert started == []
+
+
+def test_serve_always_runs_with_tls_whatever_the_environment_says(monkeypatch):
+    """A job inherits the submitter's environment (Slurm's --export=ALL): a stray
+    DASK_MPI_LX__TLS=false must not give a job cluster an unencrypted scheduler."""
+    import dask_mpi_lx.launcher.launch as launch_module
+
+    seen = []
+    monkeypatch.setattr(launch_module, "run_serve", lambda settings, opts: seen.append(settings))
+    with env_config(monkeypatch, "DASK_MPI_LX__TLS", "false"):
+        result = CliRunner().invoke(main, ["serve", "--cluster-dir", "/nonexistent"])
+    assert result.exit_code == 0, result.output
+    assert seen and seen[0].tls is True and seen[0].protocol == "tls"
+    for flag in (["--no-tls"], ["--protocol", "tcp"]):
+        result = CliRunner().invoke(main, ["serve", "--cluster-dir", "/x", *flag])
+        assert result.exit_code == 1 and "always uses TLS" in result.output, result.output

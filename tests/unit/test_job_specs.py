@@ -38,9 +38,15 @@ def test_job_spec_reads_the_config_and_overrides():
 
 @pytest.mark.parametrize("key, value, expected", [
     ("cores", 7, "a multiple of nodes"),
-    ("cores", 1, "a whole number >= 2"),
-    ("nodes", "two", "a whole number >= 1"),
+    ("cores", 1, "a whole number from 2 to"),
+    ("cores", "²", "a whole number from 2 to"),  # str.isdigit() says yes; int() says no
+    ("cores", 10**7, "a whole number from 2 to 1000000"),
+    ("nodes", "two", "a whole number from 1 to"),
+    ("nodes", 10**6, "a whole number from 1 to 10000"),
+    ("threads", 2000, "a whole number from 1 to 1024"),
     ("walltime", "soon", "a walltime like"),
+    ("walltime", "²:00:00", "a walltime like"),
+    ("walltime", "9999:00:00", "at most 366 days"),
     ("queue", "debug; rm -rf ~", "letters, digits"),
     ("queue", "q" * 65, "at most 64 characters"),
     ("launcher", "ssh", "one of mpirun, srun, mpiexec"),

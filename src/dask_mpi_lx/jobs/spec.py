@@ -8,7 +8,7 @@ from typing import Any
 
 from dask.utils import parse_bytes
 
-from ..config import NAMESPACE, setting
+from ..config import NAMESPACE, setting, whole_number
 from ..exceptions import ConfigError
 
 BATCH_SYSTEMS = ("slurm", "pbs")
@@ -54,26 +54,30 @@ class JobSpec:
         return self.worker_memory * self.ranks_per_node + 2**30
 
 
-def _int(key: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
-        raise ConfigError(key, value, f"a whole number >= {low}")
-    if int(value) < low:
-        raise ConfigError(key, value, f"a whole number >= {low}")
-    return int(value)
+# upper bounds: a typo (cores=1000000) is refused here rather than by the batch system
+MAX_NODES = 10_000
+MAX_CORES = 1_000_000
+MAX_THREADS = 1_024
+MAX_WALLTIME = 366 * 86400  # seconds
+
+
+def _int(key: str, value: Any, low: int = 1, high: int = MAX_CORES) -> int:
+    return whole_number(key, value, low, high, f"a whole number from {low} to {high}")
 
 
 def parse_walltime(key: str, value: Any) -> int:
     """``HH:MM:SS`` (or ``MM:SS``, or seconds) as seconds."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_WALLTIME:
         return value
     parts = str(value).strip().split(":")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts) or len(str(value)) > 16:
+    if not 1 <= len(parts) <= 3 or len(str(value)) > 16 or \
+            not all(p.isascii() and p.isdigit() for p in parts):
         raise ConfigError(key, value, 'a walltime like "01:30:00"')
     seconds = 0
     for p in parts:
         seconds = seconds * 60 + int(p)
-    if seconds <= 0:
-        raise ConfigError(key, value, "a walltime above zero")
+    if not 0 < seconds <= MAX_WALLTIME:
+        raise ConfigError(key, value, "a walltime above zero and at most 366 days")
     return seconds
 
 
@@ -99,7 +103,7 @@ def job_spec(section: str = "jobs", **overrides: Any) -> JobSpec:
     def key(name: str) -> str:
         return f"{NAMESPACE}.{section}.{name}"
 
-    nodes = _int(key("nodes"), raw("nodes"))
+    nodes = _int(key("nodes"), raw("nodes"), 1, MAX_NODES)
     cores = _int(key("cores"), raw("cores"), MIN_JOINING_JOB)
     if cores % nodes:
         raise ConfigError(key("cores"), cores, f"a multiple of nodes ({nodes})")
@@ -124,7 +128,7 @@ def job_spec(section: str = "jobs", **overrides: Any) -> JobSpec:
         batch_system=_text(key("batch-system"), raw("batch-system"), BATCH_SYSTEMS) or "slurm",
         nodes=nodes,
         cores=cores,
-        threads=_int(key("threads"), raw("threads")),
+        threads=_int(key("threads"), raw("threads"), 1, MAX_THREADS),
         worker_memory=worker_memory,
         walltime=parse_walltime(key("walltime"), raw("walltime")),
         queue=_text(key("queue"), raw("queue")),
