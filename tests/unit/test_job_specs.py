@@ -117,6 +117,12 @@ def test_pbs_output_parsing():
     assert PBS().submit_argv("n", "P") == ["qsub", "-f", "-N", "n", "-A", "P"]
 
 
+def test_joining_jobs_start_after_the_first_job():
+    assert Slurm().submit_argv("n", None, "12")[-1] == "--dependency=after:12"
+    assert PBS().submit_argv("n", None, "7.srv")[-2:] == ["-W", "depend=after:7.srv"]
+    assert not any("depend" in a for a in Slurm().submit_argv("n") + PBS().submit_argv("n"))
+
+
 def test_pbs_hosts_in_order_once_each():
     assert exec_hosts("n2/0*2+n1/0*2+n2/1") == ("n2", "n1")
     assert exec_hosts("") == ()

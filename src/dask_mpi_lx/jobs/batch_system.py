@@ -60,9 +60,13 @@ class Slurm:
 
     name = "slurm"
 
-    def submit_argv(self, job_name: str, account: str | None = None) -> list[str]:
+    def submit_argv(self, job_name: str, account: str | None = None,
+                    after: str | None = None) -> list[str]:
+        """``after``: start only once that job has started (a joining job needs its
+        scheduler, which the first job runs)."""
         return ["sbatch", "--parsable", f"--job-name={job_name}",
-                *([f"--account={account}"] if account else [])]
+                *([f"--account={account}"] if account else []),
+                *([f"--dependency=after:{after}"] if after else [])]
 
     def parse_submitted(self, out: str) -> str:
         return out.strip().split(";")[0]
@@ -111,10 +115,12 @@ class PBS:
 
     name = "pbs"
 
-    def submit_argv(self, job_name: str, account: str | None = None) -> list[str]:
+    def submit_argv(self, job_name: str, account: str | None = None,
+                    after: str | None = None) -> list[str]:
         # -f: in the foreground; without it OpenPBS's qsub leaves a daemon of the user's
         # behind to serve later submissions
-        return ["qsub", "-f", "-N", job_name, *(["-A", account] if account else [])]
+        return ["qsub", "-f", "-N", job_name, *(["-A", account] if account else []),
+                *(["-W", f"depend=after:{after}"] if after else [])]
 
     def parse_submitted(self, out: str) -> str:
         return out.strip()

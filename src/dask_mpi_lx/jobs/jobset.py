@@ -33,8 +33,11 @@ class JobSet:
         """Submit one job; its id. `MPILXError` with the batch system's own words."""
         spec = spec or self.spec
         script = render(spec, serve_command(spec, self.directory.path, joining))
-        out = await run(self.system.submit_argv(self.job_name, spec.account), stdin=script,
-                        env=submit_environment())
+        # a joining job waits in the queue until the first job (its scheduler) has started,
+        # rather than idle its nodes for the join timeout
+        after = self.first if joining else None
+        out = await run(self.system.submit_argv(self.job_name, spec.account, after),
+                        stdin=script, env=submit_environment())
         job_id = self.system.parse_submitted(out)
         if not job_id:
             raise MPILXError(f"the batch system gave no job id for {self.job_name}: {out!r}")
