@@ -69,7 +69,8 @@ class Slurm:
 
     def blocker_argv(self, cores: int, name: str = "dmlx-blocker") -> list[str]:
         """A job that holds ``cores`` cores of one node until cancelled; prints its id."""
-        return ["sbatch", "--parsable", "-n", str(cores), f"--job-name={name}", "--wrap",
+        return ["sbatch", "--parsable", "-n", str(cores), f"--job-name={name}",
+                "--output=/dev/null", "--wrap",
                 "sleep 300"]
 
     def cancel_argv(self, job_id: str) -> list[str]:

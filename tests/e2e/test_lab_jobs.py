@@ -127,7 +127,8 @@ if PBS:
                              capture_output=True, text=True).stdout.strip()
 else:
     blocker = subprocess.run(["sbatch", "--parsable", "-n", str(free), "--job-name=dmlx-blocker",
-                              "--wrap", "sleep 300"], capture_output=True, text=True).stdout.strip()
+                              "--output=/dev/null", "--wrap", "sleep 300"],
+                             capture_output=True, text=True).stdout.strip()
 time.sleep(3)
 t = time.monotonic()
 cluster.scale(limit + 1)

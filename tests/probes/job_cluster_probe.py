@@ -47,7 +47,8 @@ def submit_blocker(cores: str) -> str:
         argv = ["qsub", "-f", "-N", "dmlx-blocker", "-l", f"select=1:ncpus={cores}", "-j", "oe",
                 "-o", "/dev/null", "--", "/bin/sleep", "300"]
     else:
-        argv = ["sbatch", "--parsable", "-n", cores, "--job-name=dmlx-blocker", "--wrap",
+        argv = ["sbatch", "--parsable", "-n", cores, "--job-name=dmlx-blocker",
+                "--output=/dev/null", "--wrap",
                 "sleep 300"]
     return subprocess.run(argv, capture_output=True, text=True).stdout.strip()
 
