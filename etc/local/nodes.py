@@ -86,6 +86,19 @@ def _remove_hosts_lines(lines: list[str]) -> None:
         HOSTS_FILE.write_text("\n".join(kept) + "\n")
 
 
+def marked_node_count(conf: Path, mark: str) -> int | None:
+    """The node count a config file of the stack's records on its first line
+    ("<mark> nodes=K"); None when the file is missing or not the stack's."""
+    try:
+        first = conf.read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    if not first.startswith(mark):
+        return None
+    _, _, count = first.partition("nodes=")
+    return int(count) if count.isdigit() else 1
+
+
 def head_name() -> str:
     """This host's name on the bridge (PBS needs a server name that is not loopback)."""
     return f"{PREFIX}head"

@@ -17,10 +17,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import nodes  # etc/local/nodes.py (stack.py puts its folder on sys.path)
+from daemons import running, wait  # etc/local/daemons.py
 
 HERE = Path(__file__).resolve().parent
 VERSION = "23.06.06"
@@ -151,14 +151,7 @@ def mom_config() -> str:
 
 def configured_nodes() -> int | None:
     """The node count of our pbs.conf (None: none of ours)."""
-    try:
-        first = CONF.read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    if not first.startswith(MARK):
-        return None
-    _, _, count = first.partition("nodes=")
-    return int(count) if count.isdigit() else 1
+    return nodes.marked_node_count(CONF, MARK)
 
 
 # the mom's part of PBS_HOME, as pbs_postinstall made it for the head (mode per entry)
@@ -210,17 +203,7 @@ def lock_pid(path: Path) -> int | None:
         pid = int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if _running(pid) else None
-
-
-def _running(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return pid if running(pid) else None
 
 
 def head_pids() -> dict[str, int | None]:
@@ -236,15 +219,6 @@ def node_mom_pid(i: int) -> int | None:
 
 def server_up() -> bool:
     return qcmd(str(EXEC / "bin" / "qstat"), "-B", check=False, timeout=20).returncode == 0
-
-
-def wait(what: str, ok: Callable[[], bool], timeout: float = 90, step: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ok():
-            return
-        time.sleep(step)
-    raise SystemExit(f"{what} not ready after {timeout:.0f}s")
 
 
 def _init(action: str) -> subprocess.CompletedProcess:
@@ -319,7 +293,7 @@ def start(count: int, record: Path, state: Path) -> str:
                 _create_server()
             if not server_up():
                 raise SystemExit(f"pbs_server did not start:\n{result.stdout}{result.stderr}")
-    wait("pbs_server", server_up)
+    wait("pbs_server", server_up, timeout=90, step=0.5)
     configure_server(count)
     agent = write_rsh_agent(state)
     if count > 1:
@@ -331,7 +305,7 @@ def start(count: int, record: Path, state: Path) -> str:
             subprocess.run(nodes.in_node_argv(i, [str(EXEC / "sbin" / "pbs_mom")]), check=True,
                            env={**env(), "PBS_CONF_FILE": str(node_conf(i))},
                            capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
-    wait("the PBS nodes", lambda: nodes_free(count), timeout=120)
+    wait("the PBS nodes", lambda: nodes_free(count), timeout=120, step=0.5)
     say("PBS ready: " + " ".join(f"{n} free" for n in node_names(count)))
     return launcher_prologue(count, agent)
 
@@ -356,15 +330,15 @@ def delete_all_jobs(timeout: float = 30) -> None:
 
 
 def _stop(name: str, pid: int | None, timeout: float = 20) -> None:
-    if not pid or not _running(pid):
+    if not pid or not running(pid):
         return
     say(f"stopping {name} (pid {pid})")
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _running(pid) and time.monotonic() < deadline:
+    while running(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _running(pid):
+    if running(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -418,5 +392,5 @@ def remove_config(count: int) -> None:
             shutil.rmtree(node_home(i), ignore_errors=True)
 
 
-def running() -> bool:
+def server_running() -> bool:
     return bool(head_pids()["pbs_server"])

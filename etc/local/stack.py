@@ -18,7 +18,6 @@ namespace. OpenPBS is built from the vendored source the first time (pbs.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
@@ -35,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nodes  # noqa: E402  (etc/local/nodes.py, beside this file)
 import pbs  # noqa: E402  (etc/local/pbs.py)
+from daemons import running, wait  # noqa: E402  (etc/local/daemons.py)
 
 HERE = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("DASK_MPI_LX_VENV", sys.prefix))
@@ -64,17 +64,6 @@ def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return result
 
 
-def running(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie counts as gone (and our own child is reaped)."""
-    with contextlib.suppress(ChildProcessError):  # reaps it if it is our child
-        os.waitpid(pid, os.WNOHANG)
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def alive(name: str) -> int | None:
     try:
         pid = int(PIDS[name].read_text().split()[0])
@@ -83,26 +72,10 @@ def alive(name: str) -> int | None:
     return pid if running(pid) else None
 
 
-def wait(what: str, ok, timeout: float = 60, step: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ok():
-            return
-        time.sleep(step)
-    raise SystemExit(f"{what} not ready after {timeout:.0f}s")
-
-
 # ---------------------------------------------------------------- Slurm
 def configured_nodes() -> int | None:
     """The node count of our slurm.conf (None: none of ours)."""
-    try:
-        first = SLURM_CONF.read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    if not first.startswith(MARK):
-        return None
-    _, _, count = first.partition("nodes=")
-    return int(count) if count.isdigit() else 1
+    return nodes.marked_node_count(SLURM_CONF, MARK)
 
 
 def _memory_mb() -> int:
@@ -295,7 +268,7 @@ def start_hub(count: int = 1, batch: str = "slurm", prologue: str = "") -> None:
 
 def running_shape() -> tuple[str, int] | None:
     """(batch system, nodes) of the stack that runs now; None when none runs."""
-    if pbs.running():
+    if pbs.server_running():
         return "pbs", pbs.configured_nodes() or 1
     if alive("slurmctld"):
         return "slurm", configured_nodes() or 1
