@@ -14,13 +14,13 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import nodes  # etc/local/nodes.py (stack.py puts its folder on sys.path)
-from daemons import running, wait  # etc/local/daemons.py
+import psutil
+from daemons import pid_in_file, say, stop_daemon, wait  # etc/local/daemons.py
 
 HERE = Path(__file__).resolve().parent
 VERSION = "23.06.06"
@@ -34,10 +34,6 @@ BIN = [str(EXEC / "bin"), str(EXEC / "sbin")]
 # Open MPI without PBS's `tm` (Debian's): node n's mom starts the remote ranks through
 # pbs_tmrsh, which runs argv without a shell, while Open MPI passes one shell snippet
 RSH_AGENT = '#!/bin/sh\nhost=$1; shift\nexec {exec}/bin/pbs_tmrsh "$host" /bin/sh -c "$*"\n'
-
-
-def say(msg: str) -> None:
-    print(f">> {msg}", flush=True)
 
 
 def env() -> dict[str, str]:
@@ -198,23 +194,15 @@ def launcher_prologue(count: int, agent: Path) -> str:
 
 
 # ---------------------------------------------------------------- daemons
-def lock_pid(path: Path) -> int | None:
-    try:
-        pid = int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if running(pid) else None
-
-
 def head_pids() -> dict[str, int | None]:
-    return {"pbs_server": lock_pid(HOME / "server_priv" / "server.lock"),
-            "pbs_sched": lock_pid(HOME / "sched_priv" / "sched.lock"),
-            "pbs_comm": lock_pid(HOME / "server_priv" / "comm.lock"),
-            "pbs_mom": lock_pid(HOME / "mom_priv" / "mom.lock")}
+    return {"pbs_server": pid_in_file(HOME / "server_priv" / "server.lock"),
+            "pbs_sched": pid_in_file(HOME / "sched_priv" / "sched.lock"),
+            "pbs_comm": pid_in_file(HOME / "server_priv" / "comm.lock"),
+            "pbs_mom": pid_in_file(HOME / "mom_priv" / "mom.lock")}
 
 
 def node_mom_pid(i: int) -> int | None:
-    return lock_pid(node_home(i) / "mom_priv" / "mom.lock")
+    return pid_in_file(node_home(i) / "mom_priv" / "mom.lock")
 
 
 def server_up() -> bool:
@@ -329,30 +317,14 @@ def delete_all_jobs(timeout: float = 30) -> None:
                                              check=False).stdout.split(), timeout=timeout)
 
 
-def _stop(name: str, pid: int | None, timeout: float = 20) -> None:
-    if not pid or not running(pid):
-        return
-    say(f"stopping {name} (pid {pid})")
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while running(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if running(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _dataservice_pids() -> list[int]:
     """The PostgreSQL of PBS's datastore (its data directory is under PBS_HOME)."""
+    datastore = str(HOME / "datastore")
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if "postgres" in cmd and str(HOME / "datastore") in cmd:
-                found.append(int(proc.name))
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "postgres" in cmdline and datastore in cmdline:
+            found.append(proc.pid)
     return found
 
 
@@ -361,15 +333,15 @@ def stop(count: int) -> None:
     with contextlib.suppress(subprocess.TimeoutExpired, SystemExit):
         delete_all_jobs()
     for i in range(1, (count if count > 1 else 0) + 1):
-        _stop(f"pbs_mom on {nodes.node_name(i)}", node_mom_pid(i))
+        stop_daemon(f"pbs_mom on {nodes.node_name(i)}", node_mom_pid(i), timeout=20)
     pids = head_pids()
     if any(pids.values()) or _dataservice_pids():
         with contextlib.suppress(subprocess.TimeoutExpired):
             _init("stop")
         for name, pid in head_pids().items():
-            _stop(name, pid)
+            stop_daemon(name, pid, timeout=20)
         for pid in _dataservice_pids():
-            _stop("PBS dataservice", pid)
+            stop_daemon("PBS dataservice", pid, timeout=20)
 
 
 # what PBS's daemons and client commands leave in /var/tmp: per-uid query stamps, a qsub

@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nodes  # noqa: E402  (etc/local/nodes.py, beside this file)
 import pbs  # noqa: E402  (etc/local/pbs.py)
-from daemons import running, wait  # noqa: E402  (etc/local/daemons.py)
+from daemons import pid_in_file, say, stop_daemon, wait  # noqa: E402  (etc/local/daemons.py)
 
 HERE = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("DASK_MPI_LX_VENV", sys.prefix))
@@ -52,10 +52,6 @@ PIDS = {"munged": Path("/run/munge/munged.pid"), "slurmctld": Path("/run/slurm/s
         "slurmd": Path("/run/slurm/slurmd.pid"), "jupyterhub": HUB_DIR / "jupyterhub.pid"}
 
 
-def say(msg: str) -> None:
-    print(f">> {msg}", flush=True)
-
-
 def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     result = subprocess.run(argv, capture_output=True, text=True, **kw)
     if check and result.returncode:
@@ -65,11 +61,7 @@ def sh(*argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 
 
 def alive(name: str) -> int | None:
-    try:
-        pid = int(PIDS[name].read_text().split()[0])
-    except (OSError, ValueError):
-        return None
-    return pid if running(pid) else None
+    return pid_in_file(PIDS[name])
 
 
 # ---------------------------------------------------------------- Slurm
@@ -301,18 +293,7 @@ def up(count: int = 1, batch: str = "slurm") -> None:
 
 
 def stop_pid(name: str, timeout: float = 15) -> None:
-    pid = alive(name)
-    if not pid:
-        return
-    say(f"stopping {name} (pid {pid})")
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not running(pid):
-            return
-        time.sleep(0.2)
-    say(f"{name} did not stop in {timeout:.0f}s: SIGKILL")
-    os.kill(pid, signal.SIGKILL)
+    stop_daemon(name, alive(name), timeout)
 
 
 def down() -> None:

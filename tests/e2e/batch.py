@@ -125,7 +125,7 @@ class PBS:
         """CANCELLED for a job deleted with qdel (PBS records it in its history as
         substate 91, or as Exit_status 271 = killed by SIGTERM after it ran), COMPLETED for
         one that ended by itself, else its state now."""
-        record = self._records(job_id).get(next(iter(self._records(job_id)), ""), {})
+        record = next(iter(self._records(job_id).values()), {})
         state = record.get("job_state", "")
         if state != "F":
             return self.STATES.get(state, "UNKNOWN")

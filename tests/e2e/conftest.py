@@ -4,7 +4,8 @@ node or on simulated nodes (network namespaces).
 Brought up by etc/local/stack.py (as `make demo` does); each module asks for the node count
 it needs, so the tests do not depend on their order. Every e2e test runs once per batch
 system (the ``batch`` parameter, `DASK_MPI_LX_TEST_BATCH` = "slurm,pbs" by default), but
-those marked ``slurm_only`` (Slurm's own tools: srun, sdiag, the docs' Slurm examples).
+those marked ``slurm_only``: Slurm's own tools (srun, sinfo), the docs' Slurm examples, and
+two multi-node tests not yet run on PBS.
 Under CI=true a missing part fails; elsewhere (not root, no Slurm) they are skipped.
 """
 

@@ -12,6 +12,7 @@ import dask.config
 import pytest
 
 from dask_mpi_lx.exceptions import ConfigError, MPILXError, WorldTooSmallError
+from dask_mpi_lx.jobs import batch_system
 from dask_mpi_lx.jobs.batch_system import (
     PBS,
     BatchError,
@@ -105,15 +106,25 @@ def test_slurm_output_parsing():
                                              "--account=P1"]
 
 
-def test_pbs_output_parsing():
-    out = json.dumps({"Jobs": {
+def test_pbs_lists_jobs_by_qselect_then_one_qstat_each(monkeypatch):
+    records = {
         "7.casper-pbs": {"Job_Name": "dmlx-x", "job_state": "R",
                          "exec_host": "crhtc1/0*4+crhtc2/0*4"},
-        "8.casper-pbs": {"Job_Name": "dmlx-x", "job_state": "Q"},
-        "9.casper-pbs": {"Job_Name": "other", "job_state": "R"}}})
-    jobs = PBS().parse_list(out, "dmlx-x")
+        "8.casper-pbs": {"Job_Name": "dmlx-x", "job_state": "Q"}}
+    calls = []
+
+    async def fake_run(argv, **kw):
+        calls.append(argv)
+        if argv[0] == "qselect":
+            return "7.casper-pbs\n8.casper-pbs\n"
+        return json.dumps({"Jobs": {argv[-1]: records[argv[-1]]}})
+
+    monkeypatch.setattr(batch_system, "run", fake_run)
+    jobs = asyncio.run(PBS().list("dmlx-x"))
     assert [(j.job_id, j.state, j.hosts) for j in jobs] == [
         ("7.casper-pbs", "running", ("crhtc1", "crhtc2")), ("8.casper-pbs", "pending", ())]
+    assert calls[0][0] == "qselect" and calls[0][-2:] == ["-N", "dmlx-x"]
+    assert calls[1:] == [["qstat", "-fx", "-F", "json", i] for i in records]
     assert PBS().submit_argv("n", "P") == ["qsub", "-f", "-N", "n", "-A", "P"]
 
 
@@ -128,26 +139,14 @@ def test_pbs_hosts_in_order_once_each():
     assert exec_hosts("") == ()
 
 
-def test_bad_qstat_answers_are_batch_errors():
+def test_bad_qstat_answers_are_batch_errors(monkeypatch):
     for out in ("not json", "[1, 2]", '{"Jobs": 3}'):
+        async def fake_run(argv, out=out, **kw):
+            return out
+
+        monkeypatch.setattr(batch_system, "run", fake_run)
         with pytest.raises(BatchError, match="qstat printed no job record"):
-            asyncio.run(_job_info_from(out))
-        with pytest.raises(BatchError):
-            PBS().parse_list(out)
-
-
-async def _job_info_from(out: str):
-    from dask_mpi_lx.jobs import batch_system
-
-    async def fake_run(argv, **kw):
-        return out
-
-    real = batch_system.run
-    batch_system.run = fake_run
-    try:
-        return await PBS().job_info("7.server")
-    finally:
-        batch_system.run = real
+            asyncio.run(PBS().job_info("7.server"))
 
 
 def test_current_batch_system_from_the_jobs_environment():

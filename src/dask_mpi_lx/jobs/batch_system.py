@@ -160,7 +160,7 @@ class PBS:
         try:
             jobs = json.loads(out or "{}").get("Jobs", {})
         except (ValueError, AttributeError):
-            raise BatchError(f"qstat printed no job record for {job_id}: {out[:200]!r}") from None
+            jobs = None
         if not isinstance(jobs, dict):
             raise BatchError(f"qstat printed no job record for {job_id}: {out[:200]!r}")
         return next(iter(jobs.values()), None)
@@ -178,17 +178,6 @@ class PBS:
         phase = "pending" if state in ("Q", "H", "W", "T", "S") else \
             "running" if state == "R" else "ending"
         return JobState(job_id, phase, exec_hosts(str(info.get("exec_host", ""))))
-
-    def parse_list(self, out: str, job_name: str = "") -> list[JobState]:
-        """Jobs of one ``qstat -f -F json`` answer, those named ``job_name`` if given."""
-        try:
-            data = json.loads(out or "{}").get("Jobs", {})
-        except (ValueError, AttributeError):
-            data = None
-        if not isinstance(data, dict):
-            raise BatchError(f"qstat printed no job records: {out[:200]!r}")
-        return [self.job_state(job_id, info) for job_id, info in data.items()
-                if not job_name or info.get("Job_Name") == job_name]
 
     async def time_left(self, job_id: str) -> int | None:
         """Walltime asked minus walltime used."""
