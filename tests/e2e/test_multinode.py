@@ -204,9 +204,15 @@ def _worker_http_ports(names: list[str]) -> list[tuple[int, int]]:
     """(node index, port) of the loopback HTTP endpoints of alice's worker processes."""
     found = []
     for name in names:
-        for host, port, pid in listeners(node_index(name)):
+        node_listeners = listeners(node_index(name))
+        # a port number that another socket also holds on the node's address (a Dask TLS
+        # listener or the MPI runtime's, the same ephemeral number by chance) answers for
+        # that socket, not for the worker's loopback endpoint: such a probe shows nothing
+        on_node_address = {port for host, port, _ in node_listeners if not is_loopback(host)}
+        for host, port, pid in node_listeners:
             user, comm, cmdline = process_info(pid)
-            if user == USER and is_loopback(host) and "multiprocessing" in cmdline:
+            if user == USER and is_loopback(host) and "multiprocessing" in cmdline \
+                    and port not in on_node_address:
                 found.append((node_index(name), port))
     return found
 
