@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from html import escape
 
-from .options import LABELS, Limits, format_bytes
+from .options import LABELS, Limits, format_bytes, format_size, format_walltime
 
 
 def _field(name: str, control: str, hint: str) -> str:
@@ -35,6 +35,7 @@ def _values(limits: Limits, previous: Mapping[str, list[str]] | None) -> tuple[d
         "walltime": f"{wall // 3600:02d}:{wall % 3600 // 60:02d}:00",
         "partition": limits.partitions[0],
         "account": limits.accounts[0] if limits.accounts else "",
+        "job_priority": limits.job_priorities[0] if limits.job_priorities else "",
     }
     dask_on = limits.default_dask
     if previous:
@@ -46,24 +47,39 @@ def _values(limits: Limits, previous: Mapping[str, list[str]] | None) -> tuple[d
 
 
 def _nodes_hint(limits: Limits) -> str:
-    per_node = "; ".join(f"{escape(p)}: {n} cores per node"
-                         for p, n in limits.cores_per_node.items() if p in limits.partitions)
-    return (f"1 to {limits.max_nodes}. The cores are spread evenly: a multiple of the nodes, "
-            "at least 2 per node" + (f" ({per_node})." if per_node else "."))
+    return (f"1 to {limits.most_nodes}, at most the queue's own limit (beside its name). The "
+            "cores are spread evenly: a multiple of the nodes, at least 2 per node.")
 
 
 def _nodes(limits: Limits, value: str) -> list[str]:
-    """The Nodes field, only where the admin allows more than one node."""
-    if limits.max_nodes <= 1:
+    """The Nodes field, only where some offered queue allows more than one node."""
+    if limits.most_nodes <= 1:
         return []
-    return [_field("nodes", _number("nodes", limits.max_nodes, value), _nodes_hint(limits))]
+    return [_field("nodes", _number("nodes", limits.most_nodes, value), _nodes_hint(limits))]
 
 
-def _select(name: str, choices: tuple[str, ...], chosen: str) -> str:
-    """A drop-down of the admin's names; ``chosen`` is HTML-escaped already."""
+def queue_label(limits: Limits, queue: str) -> str:
+    """A queue's name with its limits, as the drop-down shows it (not HTML-escaped)."""
+    nodes = limits.nodes_of(queue)
+    parts = [f"at most {format_walltime(limits.walltime_of(queue))}",
+             f"{nodes} node{'s' if nodes > 1 else ''}"]
+    per_node = [f"{limits.cores_per_node[queue]} cores"] if queue in limits.cores_per_node else []
+    if queue in limits.memory_per_node:
+        per_node.append(format_size(limits.memory_per_node[queue]))
+    if per_node:
+        parts.append(" and ".join(per_node) + " per node")
+    return f"{queue} ({', '.join(parts)})"
+
+
+def _select(name: str, choices: tuple[str, ...], chosen: str,
+            labels: Mapping[str, str] | None = None) -> str:
+    """A drop-down of the admin's names (shown as ``labels`` where given); ``chosen`` is
+    HTML-escaped already."""
+    labels = labels or {}
     options = "".join(
         f'<option value="{escape(c, quote=True)}"'
-        f'{" selected" if escape(c, quote=True) == chosen else ""}>{escape(c)}</option>'
+        f'{" selected" if escape(c, quote=True) == chosen else ""}>'
+        f"{escape(labels.get(c, c))}</option>"
         for c in choices)
     return (f'<select class="form-select form-control" id="dask-mpi-lx-{name}" name="{name}">'
             f"{options}</select>")
@@ -75,6 +91,14 @@ def _account(limits: Limits, value: str) -> list[str]:
         return []
     return [_field("account", _select("account", limits.accounts, value),
                    "The project (allocation) this job is charged to.")]
+
+
+def _priority(limits: Limits, value: str) -> list[str]:
+    """The job priority field, only where the admin offers priorities (PBS job_priority)."""
+    if not limits.job_priorities:
+        return []
+    return [_field("job_priority", _select("job_priority", limits.job_priorities, value),
+                   "The job's priority; the site charges higher priorities at a higher rate.")]
 
 
 def render(limits: Limits, previous: Mapping[str, list[str]] | None = None) -> str:
@@ -101,8 +125,13 @@ def render(limits: Limits, previous: Mapping[str, list[str]] | None = None) -> s
         _field("worker_memory", _text("worker_memory", v["worker_memory"]),
                f"For example 2GiB; at most {format_bytes(limits.max_worker_memory)}."),
         _field("walltime", _text("walltime", v["walltime"]),
-               f"HH:MM:SS, at most {limits.max_walltime // 3600} hours."),
-        _field("partition", _select("partition", limits.partitions, v["partition"]), ""),
+               f"HH:MM:SS, at most {format_walltime(limits.longest_walltime)} and at most the "
+               "queue's own limit (beside its name)."),
+        _field("partition", _select("partition", limits.partitions, v["partition"],
+                                    {q: queue_label(limits, q) for q in limits.partitions}),
+               "Each queue's limits are shown beside its name; the hub refuses a request above "
+               "them."),
         *_account(limits, v["account"]),
+        *_priority(limits, v["job_priority"]),
         "</div>",
     ])

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
-FIELDS = ("dask", "cores", "nodes", "threads", "worker_memory", "walltime", "partition", "account")
+FIELDS = ("dask", "cores", "nodes", "threads", "worker_memory", "walltime", "partition", "account",
+          "job_priority")
 LABELS = {
     "dask": "Start a Dask cluster",
     "cores": "Cores (MPI ranks)",
@@ -22,6 +23,7 @@ LABELS = {
     "walltime": "Walltime",
     "partition": "Queue / partition",
     "account": "Project / account",
+    "job_priority": "Job priority",
 }
 MIN_DASK_CORES = 3  # notebook + scheduler + one worker
 MIN_RANKS_PER_NODE = 2  # with several nodes: rank 0 (Jupyter) and rank 1 (scheduler) share node 1
@@ -58,6 +60,29 @@ class Limits:
     default_dask: bool = True
     cores_per_node: Mapping[str, int] = field(default_factory=dict)  # partition -> CPU cores
     accounts: tuple[str, ...] = ()  # project codes the user may charge; empty: no such field
+    queue_walltime: Mapping[str, int] = field(default_factory=dict)  # partition -> seconds
+    queue_nodes: Mapping[str, int] = field(default_factory=dict)  # partition -> most nodes
+    memory_per_node: Mapping[str, int] = field(default_factory=dict)  # partition -> bytes
+    notebook_memory: int = 2 * 2**30  # what the job asks on node 1 beside its workers
+    job_priorities: tuple[str, ...] = ()  # PBS job_priority values; empty: no such field
+
+    def walltime_of(self, partition: str) -> int:
+        """The longest walltime ``partition`` allows (its own limit, else ``max_walltime``)."""
+        return self.queue_walltime.get(partition, self.max_walltime)
+
+    def nodes_of(self, partition: str) -> int:
+        """The most nodes ``partition`` allows (its own limit, else ``max_nodes``)."""
+        return self.queue_nodes.get(partition, self.max_nodes)
+
+    @property
+    def longest_walltime(self) -> int:
+        """The longest walltime of any offered partition: what the form's field allows."""
+        return max(self.walltime_of(p) for p in self.partitions)
+
+    @property
+    def most_nodes(self) -> int:
+        """The most nodes of any offered partition: what the form's field allows."""
+        return max(self.nodes_of(p) for p in self.partitions)
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,7 @@ class DaskOptions:
     partition: str
     nodes: int = 1
     account: str = ""    # "" where the hub offers no project field
+    job_priority: str = ""  # "" where the hub offers no priority field
 
     @property
     def workers(self) -> int:
@@ -97,14 +123,14 @@ class DaskOptions:
 
     @property
     def walltime_hms(self) -> str:
-        h, rest = divmod(self.walltime, 3600)
-        return f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
+        return format_walltime(self.walltime)
 
     def as_user_options(self) -> dict[str, Any]:
         out = asdict(self)
         out["walltime"] = self.walltime_hms
-        if not self.account:
-            del out["account"]  # no project field: the options stay as they were before it
+        for name in ("account", "job_priority"):
+            if not out[name]:
+                del out[name]  # no such field: the options stay as they were before it
         return out
 
 
@@ -113,6 +139,16 @@ def format_bytes(n: int) -> str:
         if n >= size and n % size == 0:
             return f"{n // size}{unit}"
     return f"{n}B"
+
+
+def format_size(n: int) -> str:
+    """Bytes for a message: whole GiB or TiB where they divide, else GiB to one decimal."""
+    return format_bytes(n) if n % 2**30 == 0 else f"{n / 2**30:.1f}GiB"
+
+
+def format_walltime(seconds: int) -> str:
+    """Seconds as HH:MM:SS (hours may pass 99)."""
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _short(text: str, keep: int = 16) -> str:
@@ -137,13 +173,16 @@ def _text(name: str, value: Any) -> str:
     return text.strip()
 
 
-def _whole(name: str, value: Any, low: int, high: int) -> int:
+def _whole(name: str, value: Any, low: int, high: int, whose: str = "") -> int:
+    """A whole number from ``low`` to ``high``; ``whose`` says whose limit ``high`` is."""
     text = _text(name, value)
     if isinstance(value, bool) or not re.fullmatch(r"\d{1,9}", text):
-        raise OptionError(f"{LABELS[name]}: got {text!r}; expected a whole number from {low} to {high}")
+        raise OptionError(f"{LABELS[name]}: got {text!r}; expected a whole number from {low} to "
+                          f"{high}{whose}")
     number = int(text)
     if not low <= number <= high:
-        raise OptionError(f"{LABELS[name]}: got {number}; expected a whole number from {low} to {high}")
+        raise OptionError(f"{LABELS[name]}: got {number}; expected a whole number from {low} to "
+                          f"{high}{whose}")
     return number
 
 
@@ -160,7 +199,8 @@ def parse_memory(name: str, value: Any, high: int) -> int:
     return number
 
 
-def parse_walltime(name: str, value: Any, high: int) -> int:
+def parse_walltime(name: str, value: Any, high: int, whose: str = "") -> int:
+    """Seconds from HH:MM:SS or MM:SS, 1 minute to ``high`` (``whose`` limit, for the message)."""
     text = _text(name, value)
     match = _WALLTIME_RE.match(text)
     if not match:
@@ -170,8 +210,8 @@ def parse_walltime(name: str, value: Any, high: int) -> int:
         raise OptionError(f"{LABELS[name]}: got {text!r}; minutes and seconds go up to 59")
     total = hours * 3600 + minutes * 60 + seconds
     if not 60 <= total <= high:
-        h = f"{high // 3600:02d}:{high % 3600 // 60:02d}:00"
-        raise OptionError(f"{LABELS[name]}: got {text!r}; expected 00:01:00 to {h}")
+        raise OptionError(f"{LABELS[name]}: got {text!r}; expected 00:01:00 to "
+                          f"{format_walltime(high)}{whose}")
     return total
 
 
@@ -214,6 +254,22 @@ def _account(raw: Mapping[str, Any], limits: Limits) -> str:
     return code
 
 
+def _priority(raw: Mapping[str, Any], limits: Limits) -> str:
+    """The PBS job priority: one of ``limits.job_priorities`` (the first by default), or ""."""
+    label = LABELS["job_priority"]
+    if "job_priority" not in raw:
+        return limits.job_priorities[0] if limits.job_priorities else ""
+    value = _text("job_priority", raw["job_priority"])
+    if not limits.job_priorities:
+        if value:
+            raise OptionError(f"{label}: got {_short(value)}; this hub offers no priority choice")
+        return ""
+    if value not in limits.job_priorities:
+        raise OptionError(f"{label}: got {_short(value)}; choose one of "
+                          f"{', '.join(limits.job_priorities)}")
+    return value
+
+
 def _check_keys(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise OptionError(f"user options must be an object with keys {', '.join(FIELDS)}")
@@ -241,9 +297,25 @@ def check_shape(opts: DaskOptions, limits: Limits) -> None:
     cap = limits.cores_per_node.get(opts.partition)
     need = opts.ranks_per_node * opts.threads
     if cap and need > cap:
-        more = "; ask for more nodes" if nodes < limits.max_nodes else ""
+        more = "; ask for more nodes" if nodes < limits.nodes_of(opts.partition) else ""
         raise OptionError(f"{cores}: {opts.ranks_per_node} per node x {opts.threads} thread(s) "
-                          f"is {need} cores per node; {opts.partition!r} nodes have {cap}{more}")
+                          f"is {need} cores per node; queue {opts.partition!r} allows at most "
+                          f"{cap} cores per node{more}")
+
+
+def _queue_note(queue: str, own: Mapping[str, Any]) -> str:
+    """", the most queue 'q' allows" where ``queue`` has its own limit in ``own``, else ""."""
+    return f", the most queue {queue!r} allows" if queue in own else ""
+
+
+def check_memory(opts: DaskOptions, limits: Limits) -> None:
+    """The job's memory per node fits its queue's nodes (where the admin gave their memory)."""
+    cap = limits.memory_per_node.get(opts.partition)
+    need = opts.memory_per_node(limits.notebook_memory)
+    if cap and need > cap:
+        raise OptionError(f"{LABELS['worker_memory']}: {opts.ranks_per_node} rank(s) per node "
+                          f"need {format_size(need)} per node; queue {opts.partition!r} allows "
+                          f"at most {format_size(cap)} per node")
 
 
 def validate(raw: Mapping[str, Any] | None, limits: Limits) -> DaskOptions:
@@ -253,21 +325,25 @@ def validate(raw: Mapping[str, Any] | None, limits: Limits) -> DaskOptions:
     low = MIN_DASK_CORES if dask else 1
     cores = (_whole("cores", raw["cores"], low, limits.max_cores) if "cores" in raw
              else max(low, limits.default_cores))
-    nodes = _whole("nodes", raw["nodes"], 1, limits.max_nodes) if "nodes" in raw else 1
-    threads = (_whole("threads", raw["threads"], 1, limits.max_threads) if "threads" in raw
-               else limits.default_threads)
-    memory = (parse_memory("worker_memory", raw["worker_memory"], limits.max_worker_memory)
-              if "worker_memory" in raw else limits.default_worker_memory)
-    walltime = (parse_walltime("walltime", raw["walltime"], limits.max_walltime)
-                if "walltime" in raw else limits.default_walltime)
     partition = _text("partition", raw["partition"]) if "partition" in raw else limits.partitions[0]
     if partition not in limits.partitions:
         raise OptionError(f"{LABELS['partition']}: got {partition!r}; choose one of "
                           f"{', '.join(limits.partitions)}")
+    nodes = (_whole("nodes", raw["nodes"], 1, limits.nodes_of(partition),
+                    _queue_note(partition, limits.queue_nodes)) if "nodes" in raw else 1)
+    threads = (_whole("threads", raw["threads"], 1, limits.max_threads) if "threads" in raw
+               else limits.default_threads)
+    memory = (parse_memory("worker_memory", raw["worker_memory"], limits.max_worker_memory)
+              if "worker_memory" in raw else limits.default_worker_memory)
+    walltime = (parse_walltime("walltime", raw["walltime"], limits.walltime_of(partition),
+                               _queue_note(partition, limits.queue_walltime))
+                if "walltime" in raw else min(limits.default_walltime,
+                                              limits.walltime_of(partition)))
     opts = DaskOptions(dask=dask, cores=cores, threads=threads, worker_memory=memory,
                        walltime=walltime, partition=partition, nodes=nodes,
-                       account=_account(raw, limits))
+                       account=_account(raw, limits), job_priority=_priority(raw, limits))
     check_shape(opts, limits)
+    check_memory(opts, limits)
     return opts
 
 

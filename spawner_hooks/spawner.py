@@ -35,6 +35,7 @@ from .wrap import LAUNCHERS, launch_command
 port_api.install()
 
 _QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # a queue, or queue@server (PBS)
+_PRIORITY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")  # a PBS job_priority value
 
 
 def template(name: str) -> str:
@@ -60,6 +61,24 @@ class DaskMPISpawnerMixin(HasTraits):
         "ranks per node x threads per worker (what --ntasks-per-node x --cpus-per-task, or "
         "mpiprocs x threads, ask of each node) must fit. A partition not listed has no "
         "per-node bound beyond dask_max_cores."
+    ).tag(config=True)
+    dask_memory_per_node = Dict(
+        value_trait=Unicode(), key_trait=Unicode(),
+        help="Partition/queue -> memory one of its nodes offers a job, e.g. "
+        "{\"develop\": \"235GiB\"}. The job's memory per node (dask_notebook_memory and the "
+        "workers on node 1, the workers on every other node) must fit. A partition not listed "
+        "has no per-node memory bound beyond dask_max_worker_memory."
+    ).tag(config=True)
+    dask_queue_max_walltime = Dict(
+        value_trait=Unicode(), key_trait=Unicode(),
+        help="Partition/queue -> its longest walltime (HH:MM:SS), e.g. {\"develop\": "
+        "\"06:00:00\"}. A partition not listed allows dask_max_walltime."
+    ).tag(config=True)
+    dask_queue_max_nodes = Dict(
+        value_trait=Integer(), key_trait=Unicode(),
+        help="Partition/queue -> the most nodes a job there may ask for, e.g. {\"develop\": 1}. "
+        "A partition not listed allows dask_max_nodes. The form has a Nodes field when any "
+        "offered partition allows more than one."
     ).tag(config=True)
     dask_max_threads = Integer(4, help="Most threads per Dask worker.").tag(config=True)
     dask_max_worker_memory = Unicode("8GiB", help="Most memory per Dask worker.").tag(config=True)
@@ -146,6 +165,13 @@ class DaskMPISpawnerMixin(HasTraits):
             raise TraitError(f"{name}: got {value}; expected {low} or more")
         return value
 
+    @validate_trait("dask_queue_max_nodes")
+    def _check_queue_nodes(self, proposal: Any) -> dict[str, int]:
+        bad = {q: n for q, n in proposal["value"].items() if n < 1}
+        if bad:
+            raise TraitError(f"dask_queue_max_nodes: {bad}; each queue allows 1 node or more")
+        return proposal["value"]
+
     @validate_trait("dask_burst_queue")
     def _check_burst_queue(self, proposal: Any) -> str:
         value = proposal["value"]
@@ -182,7 +208,18 @@ class DaskMPISpawnerMixin(HasTraits):
             default_dask=self.dask_default_enabled,
             cores_per_node=self._cores_per_node(),
             accounts=self.dask_account_choices(),
+            queue_walltime={q: parse_walltime("walltime", w, 10**7)
+                            for q, w in self.dask_queue_max_walltime.items()},
+            queue_nodes=dict(self.dask_queue_max_nodes),
+            memory_per_node={q: parse_memory("worker_memory", m, 2**50)
+                             for q, m in self.dask_memory_per_node.items()},
+            notebook_memory=parse_memory("worker_memory", self.dask_notebook_memory, 2**50),
+            job_priorities=self._job_priority_choices(),
         )
+
+    def _job_priority_choices(self) -> tuple[str, ...]:
+        """The job priorities users may pick; none where the batch system has no such setting."""
+        return ()
 
     def _cores_per_node(self) -> dict[str, int]:
         return dict(self.dask_cores_per_node)
@@ -380,6 +417,23 @@ class DaskMPIPBSSpawner(DaskMPISpawnerMixin, batchspawner.PBSSpawner):
         "x threads, and it bounds ranks per node x threads like dask_cores_per_node. Queues "
         "not listed (shared nodes, e.g. Casper) ask ncpus = ranks per node x threads."
     ).tag(config=True)
+
+    dask_pbs_job_priorities = List(
+        Unicode(), help="Values of PBS's job_priority users may pick (#PBS -l job_priority=), "
+        "the first the default, e.g. NCAR Derecho's [\"regular\", \"economy\", \"premium\"]. "
+        "Empty (the default): the form has no priority field and the job no such line."
+    ).tag(config=True)
+
+    @validate_trait("dask_pbs_job_priorities")
+    def _check_job_priorities(self, proposal: Any) -> list[str]:
+        for value in proposal["value"]:
+            if not _PRIORITY.fullmatch(value):
+                raise TraitError(f"dask_pbs_job_priorities: got {value[:16]!r}; expected a word "
+                                 "(letters, digits and _, at most 32)")
+        return list(dict.fromkeys(proposal["value"]))
+
+    def _job_priority_choices(self) -> tuple[str, ...]:
+        return tuple(self.dask_pbs_job_priorities)
 
     @default("batch_script")
     def _batch_script_default(self) -> str:

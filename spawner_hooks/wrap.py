@@ -15,14 +15,20 @@ LAUNCHERS = {
     "srun": ["srun", "--mpi=pmix", "-n"],
     # MPICH/Hydra, PBS Pro's MPI: a rank killed by a signal ends the job
     "mpiexec": ["mpiexec", "-n"],
+    # HPE Cray PALS' mpiexec (Cray MPICH, NCAR Derecho): it takes neither the ranks per node nor
+    # the threads per rank from PBS, so it always gets -ppn, and --cpu-bind depth -d T with
+    # threads (`launch_command`)
+    "pals": ["mpiexec", "-n"],
 }
 
 #: With several nodes, the flag that puts the same number of ranks on each node. mpirun (Open
 #: MPI) takes its slots per node from the allocation (--ntasks-per-node, mpiprocs) and fills
-#: node 1 first; srun would read SLURM_NTASKS_PER_NODE, but saying it costs nothing; HPE Cray
-#: PALS' mpiexec needs -ppn (MPICH's Hydra takes it too). Ranks fill nodes in order, so ranks 0
-#: (Jupyter) and 1 (the scheduler) share node 1 either way.
-PER_NODE = {"srun": "--ntasks-per-node", "mpiexec": "-ppn"}
+#: node 1 first and has no -ppn; srun would read SLURM_NTASKS_PER_NODE, but saying it costs
+#: nothing; MPICH's Hydra takes -ppn. Ranks fill nodes in order, so ranks 0 (Jupyter) and 1 (the
+#: scheduler) share node 1 either way. PALS gets -ppn on one node too (`ALWAYS_PER_NODE`).
+PER_NODE = {"srun": "--ntasks-per-node", "mpiexec": "-ppn", "pals": "-ppn"}
+#: Launchers that get the ranks per node on one node as well.
+ALWAYS_PER_NODE = frozenset({"pals"})
 
 
 def launch_command(singleuser_cmd: str, opts: DaskOptions, launcher: str,
@@ -30,15 +36,19 @@ def launch_command(singleuser_cmd: str, opts: DaskOptions, launcher: str,
                    launch_args: Sequence[str] = ()) -> str:
     """``<launcher> -n N dask-mpi-lx launch --nthreads T --memory-limit M -- <singleuser>``.
 
-    On several nodes srun and mpiexec also get the ranks per node (`PER_NODE`). Every part
-    but ``singleuser_cmd`` (built by batchspawner from the hub's own config) is quoted; user
-    choices arrive here only as validated numbers.
+    On several nodes srun and mpiexec also get the ranks per node (`PER_NODE`); pals gets
+    them on one node too, and with several threads per worker ``--cpu-bind depth -d T`` (each
+    rank bound to T cores). Every part but ``singleuser_cmd`` (built by batchspawner from the
+    hub's own config) is quoted; user choices arrive here only as validated numbers.
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+    spread = opts.nodes > 1 or launcher in ALWAYS_PER_NODE
     per_node = ([PER_NODE[launcher], str(opts.ranks_per_node)]
-                if opts.nodes > 1 and launcher in PER_NODE else [])
-    argv = [*LAUNCHERS[launcher], str(opts.cores), *per_node, *launcher_args, dask_mpi_lx,
+                if spread and launcher in PER_NODE else [])
+    depth = (["--cpu-bind", "depth", "-d", str(opts.threads)]
+             if launcher == "pals" and opts.threads > 1 else [])
+    argv = [*LAUNCHERS[launcher], str(opts.cores), *per_node, *depth, *launcher_args, dask_mpi_lx,
             "launch", "--nthreads", str(opts.threads), "--memory-limit", str(opts.worker_memory),
             *launch_args, "--"]
     return " ".join(shlex.quote(a) for a in argv) + " " + singleuser_cmd

@@ -33,7 +33,8 @@ def test_batch_templates_in_etc_are_the_packaged_ones():
 @pytest.mark.parametrize("name,lines", [
     ("jupyterhub_config_slurm.py", ["#SBATCH --nodes=2", "#SBATCH --ntasks=72",
                                     "#SBATCH --ntasks-per-node=36"]),
-    ("jupyterhub_config_pbs.py", ["#PBS -l select=2:ncpus=128:mpiprocs=128:mem=128GB"]),
+    ("jupyterhub_config_pbs.py", ["#PBS -l select=2:ncpus=128:mpiprocs=128:ompthreads=1:mem=128GB",
+                                  "#PBS -q main@desched1", "#PBS -l job_priority=regular"]),
 ])
 def test_example_config_renders_a_two_node_job(name, lines):
     from tests.unit.test_hub_spawner import make, submit
@@ -43,7 +44,8 @@ def test_example_config_renders_a_two_node_job(name, lines):
     cls = getattr(dask_mpi_lx_hooks, config.JupyterHub.spawner_class.rsplit(".", 1)[1])
     spawner = make(cls, config=config)
     spawner.user_options = ({"cores": 72, "nodes": 2} if "slurm" in name
-                            else {"cores": 256, "nodes": 2, "partition": "main", "worker_memory": "1GiB"})
+                            else {"cores": 256, "nodes": 2, "partition": "main@desched1",
+                                  "worker_memory": "1GiB"})
     script = submit(spawner)
     for line in lines:
         assert f"\n{line}\n" in script

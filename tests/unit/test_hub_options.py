@@ -71,7 +71,8 @@ def test_form_html_shows_limits_and_fields():
     html = render(LIMITS)
     for name in ("dask", "cores", "threads", "worker_memory", "walltime", "partition"):
         assert f'name="{name}"' in html
-    assert 'max="8"' in html and '<option value="casper">casper</option>' in html
+    assert 'max="8"' in html
+    assert '<option value="casper">casper (at most 12:00:00, 1 node)</option>' in html
 
 
 def test_launch_command_quotes_everything_but_the_hub_command():
@@ -109,9 +110,10 @@ def test_cores_stay_the_total_and_are_spread_evenly_over_the_nodes():
     ({"cores": 8, "nodes": "2; id"}, "Nodes: got '2; id'"),
     ({"dask": False, "cores": 2, "nodes": 2}, "without a Dask cluster the job runs on 1 node"),
     ({"cores": 12, "nodes": 1, "partition": "compute"},
-     "12 per node x 1 thread(s) is 12 cores per node; 'compute' nodes have 8; ask for more nodes"),
+     "12 per node x 1 thread(s) is 12 cores per node; queue 'compute' allows at most 8 cores "
+     "per node; ask for more nodes"),
     ({"cores": 12, "nodes": 3, "threads": 4, "partition": "compute"},
-     "4 per node x 4 thread(s) is 16 cores per node; 'compute' nodes have 8"),
+     "4 per node x 4 thread(s) is 16 cores per node; queue 'compute' allows at most 8 cores per node"),
 ])
 def test_node_shapes_that_do_not_fit_are_refused(options, message):
     with pytest.raises(OptionError) as e:
@@ -181,7 +183,8 @@ def test_form_shows_nodes_only_where_more_than_one_is_allowed():
     assert 'name="nodes"' not in render(LIMITS)
     html = render(NODES)
     assert 'name="nodes" min="1" max="3" value="1"' in html
-    assert "compute: 8 cores per node" in html and "over every node" in html
+    assert "compute (at most 12:00:00, 3 nodes, 8 cores per node)" in html
+    assert "over every node" in html
     assert 'value="2"' in render(NODES, {"nodes": ["2"], "cores": ["6"]})
     assert from_form({"cores": ["6"], "nodes": ["2"], "dask": ["on"]}, NODES).nodes == 2
 
@@ -195,3 +198,50 @@ def test_launch_command_on_several_nodes():
         "mpirun --enable-recovery -np 6 dask-mpi-lx launch ")  # slots from the allocation
     one = validate({"cores": 6}, NODES)
     assert launch_command("S", one, "mpiexec").startswith("mpiexec -n 6 dask-mpi-lx launch ")
+
+
+def test_pals_gets_ppn_on_one_node_and_depth_binding_with_threads():
+    one = validate({"cores": 6}, NODES)
+    assert launch_command("S", one, "pals").startswith("mpiexec -n 6 -ppn 6 dask-mpi-lx launch ")
+    two = validate({"cores": 8, "nodes": 2, "threads": 2}, NODES)
+    assert launch_command("S", two, "pals").startswith(
+        "mpiexec -n 8 -ppn 4 --cpu-bind depth -d 2 dask-mpi-lx launch --nthreads 2 ")
+    assert "--cpu-bind" not in launch_command("S", two, "mpiexec")   # MPICH's Hydra has none
+
+
+QUEUES = Limits(max_cores=64, max_nodes=1, partitions=("short", "long"), max_walltime=4 * 3600,
+                max_worker_memory=32 * 2**30, notebook_memory=4 * 2**30,
+                queue_walltime={"long": 24 * 3600, "short": 3600}, queue_nodes={"long": 4},
+                memory_per_node={"long": 64 * 2**30})
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"partition": "short", "walltime": "02:00:00"},
+     "Walltime: got '02:00:00'; expected 00:01:00 to 01:00:00, the most queue 'short' allows"),
+    ({"partition": "long", "walltime": "24:01:00"},
+     "Walltime: got '24:01:00'; expected 00:01:00 to 24:00:00, the most queue 'long' allows"),
+    ({"partition": "long", "cores": 10, "nodes": 5},
+     "Nodes: got 5; expected a whole number from 1 to 4, the most queue 'long' allows"),
+    ({"partition": "short", "cores": 4, "nodes": 2},
+     "Nodes: got 2; expected a whole number from 1 to 1"),
+    ({"partition": "long", "cores": 6, "worker_memory": "16GiB"},
+     "Memory per worker: 6 rank(s) per node need 68GiB per node; queue 'long' allows at most "
+     "64GiB per node"),
+])
+def test_each_queue_has_its_own_limits(options, message):
+    with pytest.raises(OptionError) as e:
+        validate(options, QUEUES)
+    assert str(e.value) == message
+
+
+def test_requests_within_a_queues_own_limits_pass():
+    o = validate({"partition": "long", "cores": 16, "nodes": 4, "walltime": "24:00:00",
+                  "worker_memory": "16GiB"}, QUEUES)
+    assert (o.nodes, o.walltime) == (4, 24 * 3600)
+    assert o.memory_per_node(QUEUES.notebook_memory) <= QUEUES.memory_per_node["long"]
+    assert validate({"partition": "short"}, QUEUES).walltime == 3600   # the default, capped
+    assert validate({"partition": "long", "cores": 3, "worker_memory": "32GiB"}, QUEUES).nodes == 1
+    html = render(QUEUES)
+    assert 'name="nodes" min="1" max="4"' in html     # the most any queue allows
+    assert ">long (at most 24:00:00, 4 nodes, 64GiB per node)</option>" in html
+    assert ">short (at most 01:00:00, 1 node)</option>" in html

@@ -87,7 +87,7 @@ def test_pbs_script_ncar_style():
     s.apply_dask_options({"cores": 6, "threads": 2, "worker_memory": "4GiB",
                           "partition": "main", "walltime": "04:00:00"})
     script = render(s)
-    assert "#PBS -l select=1:ncpus=12:mpiprocs=6:mem=18GB\n" in script
+    assert "#PBS -l select=1:ncpus=12:mpiprocs=6:ompthreads=2:mem=18GB\n" in script
     assert "#PBS -l walltime=04:00:00\n" in script
     assert "#PBS -q main\n" in script
     assert ("\nmpiexec -n 6 dask-mpi-lx launch --nthreads 2 --memory-limit 4294967296 "
@@ -160,13 +160,13 @@ PBS = {"dask_partitions": ["casper", "main"], "dask_launcher": "mpiexec", "dask_
 
 @pytest.mark.parametrize("options,select,launch", [
     ({"cores": 6, "threads": 2, "worker_memory": "4GiB"},   # Casper, shared: ncpus = 6 x 2
-     "select=1:ncpus=12:mpiprocs=6:mem=18GB", "mpiexec -n 6 dask-mpi-lx"),
+     "select=1:ncpus=12:mpiprocs=6:ompthreads=2:mem=18GB", "mpiexec -n 6 dask-mpi-lx"),
     ({"cores": 8, "nodes": 2, "worker_memory": "4GiB"},     # node 1: 2 + 2x4; node 2: 4x4
-     "select=2:ncpus=4:mpiprocs=4:mem=16GB", "mpiexec -n 8 -ppn 4 dask-mpi-lx"),
+     "select=2:ncpus=4:mpiprocs=4:ompthreads=1:mem=16GB", "mpiexec -n 8 -ppn 4 dask-mpi-lx"),
     ({"cores": 12, "nodes": 3, "threads": 2, "worker_memory": "10GiB", "partition": "main"},
-     "select=3:ncpus=128:mpiprocs=4:mem=40GB", "mpiexec -n 12 -ppn 4 dask-mpi-lx"),
+     "select=3:ncpus=128:mpiprocs=4:ompthreads=2:mem=40GB", "mpiexec -n 12 -ppn 4 dask-mpi-lx"),
     ({"cores": 256, "nodes": 2, "worker_memory": "1GiB", "partition": "main"},  # Derecho, full
-     "select=2:ncpus=128:mpiprocs=128:mem=128GB", "mpiexec -n 256 -ppn 128 dask-mpi-lx"),
+     "select=2:ncpus=128:mpiprocs=128:ompthreads=1:mem=128GB", "mpiexec -n 256 -ppn 128 dask-mpi-lx"),
 ])
 def test_pbs_select_for_shared_and_whole_node_queues(options, select, launch):
     s = make(DaskMPIPBSSpawner, **PBS)
@@ -178,9 +178,9 @@ def test_pbs_select_for_shared_and_whole_node_queues(options, select, launch):
 
 def test_pbs_whole_node_cores_bound_the_ranks_per_node():
     s = make(DaskMPIPBSSpawner, **PBS)
-    with pytest.raises(web.HTTPError, match="'main' nodes have 128"):
+    with pytest.raises(web.HTTPError, match="queue 'main' allows at most 128 cores per node"):
         s.apply_dask_options({"cores": 130, "partition": "main"})
-    with pytest.raises(web.HTTPError, match="'casper' nodes have 36"):
+    with pytest.raises(web.HTTPError, match="queue 'casper' allows at most 36 cores per node"):
         s.apply_dask_options({"cores": 20, "threads": 2})
 
 

@@ -26,29 +26,40 @@ c.Spawner.cmd = [f"{ENV}/bin/jupyterhub-singleuser"]
 c.DaskMPIPBSSpawner.batchspawner_singleuser_cmd = f"{ENV}/bin/batchspawner-singleuser"
 c.DaskMPIPBSSpawner.dask_mpi_lx_cmd = f"{ENV}/bin/dask-mpi-lx"
 
-# Modules, before the launcher. The template runs under `set -eu`, which Lmod's shell code
+# Modules, before the launcher: Open MPI from NCAR's Casper module list, pinned to the versions
+# of its default environment (NCAR/HPC-Docs docs/compute-systems/casper/casper-modules-list.md:
+# ncarenv/24.12, intel/2024.2.1, openmpi/5.0.6; openmpi/4.1.6 is also listed). SITE: the
+# versions your mpi4py runs with. The template runs under `set -eu`, which Lmod's shell code
 # and /etc/profile may trip (unset variables, non-zero steps): hence set +eu around them, and
-# an explicit exit when the load fails. A shell that is not a login shell has no `module`
-# yet: /etc/profile defines it.
+# an explicit exit when the load fails (a failing load stops every job: try it on a test queue).
+# A shell that is not a login shell has no `module` yet: /etc/profile defines it.
 c.DaskMPIPBSSpawner.req_prologue = """\
 set +eu
 type module >/dev/null 2>&1 || source /etc/profile
-module load ncarenv gcc openmpi || { echo "module load failed" >&2; exit 1; }
+module load ncarenv/24.12 intel/2024.2.1 openmpi/5.0.6 || { echo "module load failed" >&2; exit 1; }
 set -eu"""
 
-# Open MPI's mpirun takes its slots from PBS (mpiprocs in the select statement) and runs with
-# --enable-recovery: a Dask rank killed costs one worker, not the user's notebook.
+# Open MPI's mpirun takes its slots from PBS (mpiprocs in the select statement; it has no -ppn)
+# and runs with --enable-recovery: a Dask rank killed costs one worker, not the user's notebook.
+# That was measured with Open MPI 4.1 only, not under Casper's default 5.0.x.
 c.DaskMPIPBSSpawner.dask_launcher = "mpirun"
 
 # --- the queue, in the peer-server form (queue@server), so a hub whose PBS client defaults to
-# Derecho's server still submits to Casper's
+# Derecho's server still submits to Casper's (NCAR/HPC-Docs docs/pbs/peer-scheduling.md)
 QUEUE = "casper@casper-pbs"
 c.DaskMPIPBSSpawner.dask_partitions = [QUEUE]
-# Shared nodes: each select chunk asks ncpus = ranks per node x threads. SITE: the cores of
-# your Casper nodes (pbsnodes shows them); ranks per node x threads must fit.
-c.DaskMPIPBSSpawner.dask_cores_per_node = {QUEUE: 36}
+# Shared nodes: each select chunk asks ncpus = ranks per node x threads. The casper queue routes
+# CPU jobs to its high-throughput nodes: Intel Cascade Lake with 34 cores and 354 GB, and AMD
+# Genoa with 62 cores and 733 GB (a chunk above 34 cores fits only those); a chunk of 733 GB or
+# more goes to largemem instead (NCAR/HPC-Docs docs/compute-systems/casper/casper-node-types.md).
+# The queue allows 24 hours and 144 CPUs per job (NCAR/HPC-Docs docs/pbs/charging.md): 2 nodes
+# of at most 62 cores stay below that. PBS counts a GB as 2**30 bytes.
+c.DaskMPIPBSSpawner.dask_cores_per_node = {QUEUE: 62}
+c.DaskMPIPBSSpawner.dask_memory_per_node = {QUEUE: "732GiB"}
+c.DaskMPIPBSSpawner.dask_queue_max_walltime = {QUEUE: "24:00:00"}
+c.DaskMPIPBSSpawner.dask_queue_max_nodes = {QUEUE: 2}
 c.DaskMPIPBSSpawner.dask_max_nodes = 2
-c.DaskMPIPBSSpawner.dask_max_cores = 72                # in all, over every node
+c.DaskMPIPBSSpawner.dask_max_cores = 124               # in all, over every node
 c.DaskMPIPBSSpawner.dask_default_cores = 8
 c.DaskMPIPBSSpawner.dask_max_threads = 4
 c.DaskMPIPBSSpawner.dask_max_worker_memory = "20GiB"
