@@ -150,16 +150,19 @@ Examples (what MPIJobCluster submits; rarely typed by hand):
               help="Run workers only, for the scheduler whose address is in --cluster-dir.")
 @click.option("--lease", default=None, show_default="mpi-lx.jobs.lease",
               help="End the job once no cluster object has been attached for this long.")
+@click.option("--attach-grace", default=None, show_default="mpi-lx.jobs.attach-grace",
+              help="End the job if no cluster object attached within this long of its start.")
 @click.option("--join-timeout", default=None, show_default="mpi-lx.jobs.join-timeout",
               help="With --join: how long to wait for the scheduler's address.")
-def serve(cluster_dir: str, join: bool, lease: str | None, join_timeout: str | None,
-          **options: Any) -> None:
+def serve(cluster_dir: str, join: bool, lease: str | None, attach_grace: str | None,
+          join_timeout: str | None, **options: Any) -> None:
     """Run a Dask cluster as a whole MPI job, for a client outside it (MPIJobCluster).
 
     Start it on every rank. Rank 0 keeps the job, rank 1 runs the TLS scheduler and
     writes its address into --cluster-dir, every other rank runs a parkable worker. With
     --join every rank above 0 runs a worker for that scheduler instead. The job ends on
-    scancel or walltime, when no cluster object has been attached for --lease, or (--join)
+    scancel or walltime, when no cluster object has been attached for --lease (or none
+    came within --attach-grace of the start), or (--join)
     when the scheduler closed its workers.
     """
     require_compute("serve")
@@ -177,6 +180,7 @@ def serve(cluster_dir: str, join: bool, lease: str | None, join_timeout: str | N
         serve_options = ServeOptions(
             cluster_dir=cluster_dir, join=join,
             lease=config.duration("jobs.lease", lease),
+            attach_grace=config.duration("jobs.attach-grace", attach_grace),
             join_timeout=config.duration("jobs.join-timeout", join_timeout))
     except ConfigError as e:
         raise click.ClickException(str(e)) from e

@@ -76,6 +76,12 @@ class Slurm:
     def cancel_argv(self, job_id: str) -> list[str]:
         return ["scancel", job_id]
 
+    def blocking_argv(self, hosts: list[str], per_node: int, script: str) -> list[str]:
+        """Run ``script`` as a job on exactly ``hosts`` (``per_node`` ranks each); returns
+        when the job has ended."""
+        return ["sbatch", "-W", "-N", str(len(hosts)), "-w", ",".join(hosts),
+                "--ntasks-per-node", str(per_node), "-o", "/dev/null", script]
+
     def hosts(self, job_id: str) -> list[str]:
         nodes = _run(["squeue", "-h", "-j", job_id, "-o", "%N"]).strip()
         return _run(["scontrol", "show", "hostnames", nodes]).split()
@@ -150,6 +156,11 @@ class PBS:
 
     def cancel_argv(self, job_id: str) -> list[str]:
         return [self._q("qdel"), job_id]
+
+    def blocking_argv(self, hosts: list[str], per_node: int, script: str) -> list[str]:
+        select = "+".join(f"1:ncpus={per_node}:mpiprocs={per_node}:host={h}" for h in hosts)
+        return [self._q("qsub"), "-f", "-W", "block=true", "-l", f"select={select}",
+                "-l", "place=scatter", "-j", "oe", "-o", "/dev/null", script]
 
     def hosts(self, job_id: str) -> list[str]:
         record = next(iter(self._records(job_id).values()))

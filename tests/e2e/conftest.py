@@ -5,7 +5,8 @@ Brought up by etc/local/stack.py (as `make demo` does); each module asks for the
 it needs, so the tests do not depend on their order. Every e2e test runs once per batch
 system (the ``batch`` parameter, `DASK_MPI_LX_TEST_BATCH` = "slurm,pbs" by default), but
 those marked ``slurm_only``: Slurm's own tools (srun, sinfo), the docs' Slurm examples, and
-two multi-node tests not yet run on PBS.
+the lost-node test (PBS keeps such a job running longer than the test waits).
+The test users' homes end the session as they began it (`_homes_left_clean`).
 Under CI=true a missing part fails; elsewhere (not root, no Slurm) they are skipped.
 """
 
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +55,39 @@ def _stack(*args: str, timeout: float) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in STACK_ENV_DROP}
     return subprocess.run([sys.executable, str(STACK), *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+TEST_USERS = ("alice", "bob")
+
+
+def home_entries(user: str) -> set[Path]:
+    """A test user's top-level home entries and cluster directories (keys inside)."""
+    home = Path(f"~{user}").expanduser()
+    if not home.is_dir():
+        return set()
+    clusters = home / ".dask-mpi-lx" / "clusters"
+    return set(home.iterdir()) | (set(clusters.iterdir()) if clusters.is_dir() else set())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _homes_left_clean():
+    """Whatever the session's jobs and servers wrote in the test users' homes is removed at
+    its end (job logs, Jupyter's state); a cluster directory left there (private keys) also
+    fails the session: the product must remove those itself."""
+    before = {user: home_entries(user) for user in TEST_USERS}
+    yield
+    keys = []
+    for user in TEST_USERS:
+        new = home_entries(user) - before[user]
+        keys += [str(p) for p in new if p.parent.name == "clusters"]
+        for path in sorted(new, key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    if keys:
+        pytest.fail(f"cluster directories (private keys) were left in the homes: {keys}",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

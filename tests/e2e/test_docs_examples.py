@@ -152,9 +152,9 @@ def j(expr: str) -> str:
 
 
 WORKER_NAMES = "sorted(str(w['name']) for w in cluster.scheduler_info['workers'].values())"
-BURST_JOBS = ("__import__('subprocess').run(['squeue', '-h', '--me', '--name=dmlx-burst-' + "
-              "__import__('os').environ['SLURM_JOB_ID'], '-o', '%i %T'], capture_output=True, "
-              "text=True).stdout.splitlines()")
+BURST_JOBS = ("[_l.split(' ', 1)[1] for _l in __import__('subprocess').run(['squeue', '-h', "
+              "'--me', '-o', '%j %i %T'], capture_output=True, text=True).stdout.splitlines() "
+              "if _l.startswith('dmlx-burst-' + __import__('os').environ['SLURM_JOB_ID'] + '-')]")
 
 
 def client_facts(name: str = "client") -> str:

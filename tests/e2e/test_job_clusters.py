@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,8 +50,19 @@ def run_probe(scenario: str, *args: str, timeout: float = 300) -> dict:
     proc = subprocess.run(as_user("alice", sys.executable, "-c", PROBE, scenario, *args),
                           capture_output=True, text=True, timeout=timeout, cwd="/tmp")
     lines = [x for x in proc.stdout.splitlines() if x.startswith("JSON ")]
-    assert proc.returncode == 0 and lines, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.returncode == 0 and lines, (f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+                                            + job_log_tail(proc.stderr))
     return json.loads(lines[-1][5:])
+
+
+def job_log_tail(text: str) -> str:
+    """The end of the job log a cluster's error names ("see /home/alice/12.OU")."""
+    import re
+
+    m = re.search(r"see (/home/\S+)", text)
+    if not m or not os.path.exists(m[1]):
+        return ""
+    return f"\n--- {m[1]}:\n" + "\n".join(Path(m[1]).read_text().splitlines()[-40:])
 
 
 def names_queued(name: str) -> list[str]:
@@ -80,6 +92,9 @@ def test_two_job_cluster_scales_across_jobs_and_close_cancels_them(slurm):
     assert out["workers_1"] == ["rank-2"] or len(out["workers_1"]) == 1
     assert out["queued_1"] and len(out["queued_1"]) == 1  # scaling down cancelled the joining job
     assert out["queued_after_close"] == ["none"] and out["dir_after_close"] is False
+    # cancelled by scale(1) and close(), not ended by the lease (that would be COMPLETED)
+    finals = {i: batch.current().final_state(i) for i in out["jobs_5"]}
+    assert set(finals.values()) == {"CANCELLED"}, finals
     # the keys reach the job through a private directory: not in the script or the job record
     assert out["modes"]["."] == "0o700"
     assert {m for f, m in out["modes"].items() if f.endswith(".pem")} == {"0o600"}
@@ -116,49 +131,115 @@ def held(slurm):
     proc.wait()
 
 
-BOB_CONNECTS = r'''
-import asyncio, json, os, sys
+CONNECTS = r'''
+import asyncio, json, os, socket, ssl, sys
 from distributed.comm import connect
 from distributed.security import Security
-address, directory = sys.argv[1], sys.argv[2]
+address, directory, use_dir_keys = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 seen = {}
 try:
     os.listdir(directory)
     seen["read_dir"] = "allowed"
 except PermissionError:
     seen["read_dir"] = "denied"
-async def attempt(security):
+def why(e):
+    cause = e.__cause__ or e.__context__
+    return f"{type(e).__name__}: {e} ({type(cause).__name__}: {cause})"
+async def attempt(address, security=None):
     try:
-        comm = await connect(address, timeout=5, **security.get_connection_args("client"))
+        comm = await connect(address, timeout=5, **(security.get_connection_args("client")
+                                                   if security else {}))
         await comm.write({"op": "identity"})
         await asyncio.wait_for(comm.read(), 5)
         return "answered"
     except Exception as e:
-        return type(e).__name__
-seen["own_keys"] = asyncio.run(attempt(Security.temporary()))
-plain = address.replace("tls://", "tcp://")
-async def tcp():
-    try:
-        comm = await connect(plain, timeout=5)
-        await comm.write({"op": "identity"})
-        await asyncio.wait_for(comm.read(), 5)
-        return "answered"
-    except Exception as e:
-        return type(e).__name__
-seen["plain_tcp"] = asyncio.run(tcp())
+        return why(e)
+if use_dir_keys:  # the owner: the cluster directory's keys
+    from dask_mpi_lx.runtime.cluster_dir import ClusterDir
+    from dask_mpi_lx.runtime.tls import security_for
+    seen["dir_keys"] = asyncio.run(attempt(address, security_for(ClusterDir(directory).load_tls())))
+seen["own_keys"] = asyncio.run(attempt(address, Security.temporary()))
+seen["plain_tcp"] = asyncio.run(attempt(address.replace("tls://", "tcp://")))
+# a TLS client that trusts anything and shows no certificate: the scheduler must refuse
+# it in the handshake
+host, port = address[len("tls://"):].rsplit(":", 1)
+context = ssl.create_default_context()
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+try:
+    with socket.create_connection((host, int(port)), 5) as raw, \
+            context.wrap_socket(raw) as tls:
+        tls.write(b"\0" * 8)
+        seen["no_cert"] = f"answered {tls.read(8)!r}"
+except Exception as e:
+    seen["no_cert"] = f"{type(e).__name__}: {e}"
 print("JSON " + json.dumps(seen))
 '''
 
 
+def connects(user: str, facts: dict) -> dict:
+    proc = subprocess.run(as_user(user, sys.executable, "-c", CONNECTS, facts["address"],
+                                  facts["directory"], "1" if user == "alice" else "0"),
+                          capture_output=True, text=True, timeout=120, cwd="/tmp")
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("JSON ")), None)
+    assert line, proc.stdout + proc.stderr
+    return json.loads(line[5:])
+
+
 def test_bob_cannot_read_the_keys_or_use_the_scheduler(held):
+    """Refused by TLS, not by chance: bob's keys fail the certificate check, a client with
+    no certificate is refused in the handshake, plain TCP gets nothing; alice's keys from
+    the directory answer through the same probe."""
     _, facts = held
-    proc = subprocess.run(as_user("bob", sys.executable, "-c", BOB_CONNECTS, facts["address"],
-                                  facts["directory"]), capture_output=True, text=True, timeout=120,
-                          cwd="/tmp")
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("JSON "))
-    seen = json.loads(line[5:])
+    alice = connects("alice", facts)
+    assert alice["dir_keys"] == "answered", alice  # the probe can see a scheduler answer
+    seen = connects("bob", facts)
     assert seen["read_dir"] == "denied", seen
-    assert seen["own_keys"] != "answered" and seen["plain_tcp"] != "answered", seen
+    assert "CERTIFICATE_VERIFY_FAILED" in seen["own_keys"], seen
+    assert "CERTIFICATE_REQUIRED" in seen["no_cert"], seen
+    assert seen["plain_tcp"] != "answered" and "dir_keys" not in seen, seen
+
+
+SWEEP = r'''
+import asyncio, json, sys
+from dask_mpi_lx.jobs.batch_system import batch_system
+from dask_mpi_lx.jobs.sweep import sweep_dead_clusters
+removed = asyncio.run(sweep_dead_clusters(sys.argv[1], batch_system(sys.argv[2]),
+                                          grace=float(sys.argv[3])))
+print("JSON " + json.dumps(sorted(p.name for p in removed)))
+'''
+
+
+def sweep_as_alice(parent: str, grace: float) -> list[str]:
+    proc = subprocess.run(as_user("alice", sys.executable, "-c", SWEEP, parent,
+                                  batch.current().name, str(grace)),
+                          capture_output=True, text=True, timeout=120, cwd="/tmp")
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("JSON ")), None)
+    assert line, proc.stdout + proc.stderr
+    return json.loads(line[5:])
+
+
+def test_sweep_removes_ended_clusters_directories_only(slurm):
+    """A cluster directory whose jobs the batch system no longer lists goes; one with a
+    queued job, one just made, and anything not a cluster's stay."""
+    parent = Path("/home/alice/.dask-mpi-lx/sweep-test")
+    made = {"dead": "0badc0de", "live": "1dea1111", "young": "2fee2222",
+            "burst": "burst-7.old-server-9abc9abc", "other": "notes"}
+    subprocess.run(as_user("alice", "mkdir", "-m", "700", "-p",
+                           *(str(parent / d / "tls") for d in made.values())), check=True)
+    old = time.time() - 3600
+    for name in ("dead", "live", "burst", "other"):
+        os.utime(parent / made[name], (old, old))
+    blocker = subprocess.run(as_user("alice", *batch.current().blocker_argv(
+        1, name=f"dmlx-{made['live']}")), capture_output=True, text=True, cwd="/tmp",
+        check=True).stdout.strip()
+    try:
+        removed = sweep_as_alice(str(parent), 300)
+        left = sorted(p.name for p in parent.iterdir())
+    finally:
+        subprocess.run(batch.current().cancel_argv(blocker), capture_output=True)
+        shutil.rmtree(parent)
+    assert removed == sorted([made["dead"], made["burst"]]), removed
+    assert left == sorted([made["live"], made["young"], made["other"]]), left
 
 
 def test_owner_killed_jobs_end_within_a_minute(held):
@@ -172,3 +253,8 @@ def test_owner_killed_jobs_end_within_a_minute(held):
     assert not names_queued(facts["name"]), f"jobs still queued after {gone_after:.0f}s"
     assert gone_after < 60, gone_after
     assert jobs_of("alice") == []
+    # its directory (keys inside) stayed; the next cluster's sweep removes it
+    directory = Path(facts["directory"])
+    assert directory.is_dir()
+    assert directory.name in sweep_as_alice(str(directory.parent), 0)
+    assert not directory.exists()

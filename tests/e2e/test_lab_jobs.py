@@ -80,22 +80,22 @@ from distributed import Client
 from dask_mpi_lx import MPICluster
 from dask_mpi_lx.exceptions import ScaleError
 PBS = bool(os.environ.get("PBS_JOBID"))
-NAME = "dmlx-burst-" + (os.environ.get("SLURM_JOB_ID") or os.environ["PBS_JOBID"].split(".")[0])
+PREFIX = "dmlx-burst-" + (os.environ.get("SLURM_JOB_ID") or os.environ["PBS_JOBID"]) + "-"
 def burst_jobs():  # "<id> <STATE>" of this job's burst jobs, from the batch system itself
     if PBS:
-        ids = subprocess.run(["qselect", "-u", os.environ["USER"], "-N", NAME],
-                             capture_output=True, text=True).stdout.split()
+        ids = subprocess.run(["qselect", "-u", os.environ["USER"]], capture_output=True,
+                             text=True).stdout.split()
         states = {"Q": "PENDING", "R": "RUNNING", "E": "COMPLETING", "H": "PENDING"}
         found = []
         for i in ids:
             rec = json.loads(subprocess.run(["qstat", "-fx", "-F", "json", i], capture_output=True,
                                             text=True).stdout or "{}").get("Jobs", {})
             found += [f"{i} {states.get(r['job_state'], r['job_state'])}" for r in rec.values()
-                      if r["job_state"] != "F"]
+                      if r["job_state"] != "F" and r["Job_Name"].startswith(PREFIX)]
         return found
-    out = subprocess.run(["squeue", "-h", "--me", f"--name={NAME}", "-o", "%i %T"],
-                         capture_output=True, text=True).stdout
-    return out.split("\n")[:-1]
+    out = subprocess.run(["squeue", "-h", "--me", "-o", "%j %i %T"], capture_output=True,
+                         text=True).stdout
+    return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith(PREFIX)]
 facts = {}
 cluster = MPICluster()
 client = Client(cluster)
@@ -158,7 +158,7 @@ def test_burst_past_the_allocation_and_back(hub, server):
 
 
 def test_the_notebook_jobs_end_cancels_its_burst_jobs(hub, server):
-    name = f"dmlx-burst-{server['job'].split('.')[0]}"  # PBS: the id without its server
+    name = f"dmlx-burst-{server['job']}-"  # the full id (PBS: with its server), a token
     burst = queued(name)
     # from the test before, and pending behind its blocker: it cannot end by itself
     assert len(burst) == 1 and burst[0].endswith("PENDING"), burst

@@ -292,13 +292,13 @@ c.close()
 '''.replace("NOTEBOOK_NODE_WORKERS", str(OPTIONS["cores"] // OPTIONS["nodes"] - 2)), timeout=120)
 
 
-@pytest.mark.slurm_only  # PBS: not yet run across nodes
 def test_job_cluster_spans_nodes_from_outside_any_job(mhub: Hub, mstack):
     """MPIJobCluster from the host (a login node): its first job on one node, a joining
     job on another, one scheduler on the first node's address, over TLS."""
     mhub.stop(USER)  # the two-node server of the tests above holds two of the three nodes
-    from tests.e2e.test_job_clusters import PROBE, as_user
+    from tests.e2e.test_job_clusters import PROBE, STACK_INFO, as_user
 
+    STACK_INFO.update(mstack)  # the launcher's prologue on PBS
     env_memory = "DASK_MPI_LX__JOBS__WORKER_MEMORY=512MiB"  # fits a simulated node
     argv = as_user("alice", sys.executable, "-c", PROBE, "lifecycle")
     argv.insert(argv.index("-i") + 1, env_memory)
@@ -315,12 +315,13 @@ def test_job_cluster_spans_nodes_from_outside_any_job(mhub: Hub, mstack):
     assert out["queued_after_close"] == ["none"] and out["dir_after_close"] is False
 
 
-@pytest.mark.slurm_only  # PBS: a lost mom not yet run
+@pytest.mark.slurm_only  # PBS: the job outlived node B by over 120 s (docs/multinode.md)
 def test_losing_node_b_costs_its_workers_then_the_job_ends_cleanly(mhub: Hub, mstack):
-    """Every process in node B's namespace killed (slurmd included): the notebook on node A
-    keeps running and the cluster drops B's workers at once; when Slurm declares B dead the
-    job ends (Open MPI's mpirun leaves with its daemon), the hub sees the server stop, and
-    no process or file of alice's stays on any node (B's, once B is back and runs her next job)."""
+    """Every process in node B's namespace killed (slurmd or pbs_mom included): the notebook
+    on node A keeps running and the cluster drops B's workers at once; the job ends (Open
+    MPI's mpirun leaves with its daemon on B; Slurm also declares B dead), the hub sees the
+    server stop, and no process or file of alice's stays on any node (B's, once B is back
+    and runs her next job)."""
     earlier = {p.name for p in Path("/tmp").glob("dask-mpi-lx-*")}
     spawn_two_nodes(mhub)
     job_id = jobs_of(USER)[0].split()[0]
@@ -332,7 +333,7 @@ def test_losing_node_b_costs_its_workers_then_the_job_ends_cleanly(mhub: Hub, ms
         per_node = OPTIONS["cores"] // OPTIONS["nodes"]
         assert after["host"] == f"n{node_a}" and after["sum"] == 5, after
         assert after["workers"] == [f"rank-{r}" for r in range(2, per_node)], after
-        deadline = time.monotonic() + 120  # SlurmdTimeout=30 in the stack's slurm.conf
+        deadline = time.monotonic() + 120  # Slurm: SlurmdTimeout=30 in the stack's slurm.conf
         while mhub.server(USER) and time.monotonic() < deadline:
             time.sleep(1)
         assert mhub.server(USER) is None, "the hub noticed that the job ended"
@@ -345,13 +346,13 @@ def test_losing_node_b_costs_its_workers_then_the_job_ends_cleanly(mhub: Hub, ms
     # SIGKILLed ranks could not clean up: alice's next job on those nodes finds what the
     # lost job left there (its job id and owner are in the names) and removes it
     script = Path("/tmp/dask-mpi-lx-test-next-job.sh")
-    script.write_text(f"#!/bin/bash\nmpirun -np 6 {Path(VENV_PYTHON).parent}/dask-mpi-lx launch "
-                      "-- true\n")
+    script.write_text(f"#!/bin/bash\n{mstack.get('launcher_prologue', '')}\n"
+                      f"mpirun -np 6 {Path(VENV_PYTHON).parent}/dask-mpi-lx launch -- true\n")
     script.chmod(0o755)
     try:
-        subprocess.run(["/usr/sbin/runuser", "-u", USER, "--", "sbatch", "-W", "-N", "2",
-                        "-w", f"n{node_a},n{node_b}", "--ntasks-per-node", "3", "-o", "/dev/null",
-                        str(script)], check=True, timeout=180, capture_output=True, cwd="/tmp")
+        argv = batch.current().blocking_argv([f"n{node_a}", f"n{node_b}"], 3, str(script))
+        subprocess.run(["/usr/sbin/runuser", "-u", USER, "--", *argv], check=True,
+                       timeout=180, capture_output=True, cwd="/tmp")
     finally:
         script.unlink()
     assert_nothing_left(USER)

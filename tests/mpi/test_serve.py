@@ -38,16 +38,20 @@ async def worker_names(address: str, tls) -> list[str]:
 def test_two_jobs_serve_one_cluster_and_end_with_the_lease(dask_mpi_lx_cmd, tmp_path):
     tls = new_job_tls()
     directory = ClusterDir.create(tmp_path / "clusters", "c", tls)
-    first = mpirun.start(serve(dask_mpi_lx_cmd, directory.path, "--lease", "6s"), np=3)
+    # the lease counts from the first attach; before it, the attach grace
+    first = mpirun.start(serve(dask_mpi_lx_cmd, directory.path, "--lease", "1s",
+                               "--attach-grace", "8s"), np=3)
     second = mpirun.start(serve(dask_mpi_lx_cmd, directory.path, "--join"), np=3)
     try:
         contact = until(directory.read_contact, 90)
+        t_contact = time.monotonic()
         assert contact and contact.address.startswith("tls://"), first.poll()
         names = until(lambda: (n := asyncio.run(worker_names(contact.address, tls)))
                       and len(n) == 3 and n, 90)
-        # nobody attaches: the first job ends after the lease, its scheduler closes the
-        # joining job's workers, and that job ends too
+        # nobody attaches: the first job ends after the grace (not the 1s lease), its
+        # scheduler closes the joining job's workers, and that job ends too
         rc_first = first.wait(60)
+        lived = time.monotonic() - t_contact
         rc_second = second.wait(60)
     finally:
         for proc in (first, second):
@@ -59,7 +63,8 @@ def test_two_jobs_serve_one_cluster_and_end_with_the_lease(dask_mpi_lx_cmd, tmp_
     assert [n.rsplit("-rank-", 1)[1] for n in joined] == ["1", "2"], names
     assert all(n.startswith("job-local-") for n in joined), names  # named by their job
     assert rc_first == 0 and rc_second == 0, err_first[-2000:] + err_second[-2000:]
-    assert "no cluster object attached for 6s" in err_first
+    assert "no cluster object attached within 8s of the start" in err_first, err_first[-2000:]
+    assert lived > 6, lived  # the grace, not the lease, counted before any attach
     assert "ending job local-" in err_second and "the cluster's scheduler is ending" in err_second
     assert directory.read_contact() is None  # the first job took its address back
     for err in (err_first, err_second):
@@ -92,3 +97,31 @@ def test_bad_serve_flags_are_refused_before_mpi_starts(dask_mpi_lx_cmd, tmp_path
     out = subprocess.run(serve(dask_mpi_lx_cmd, tmp_path, "--lease", "soon"), capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "mpi-lx.jobs.lease" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_job_cluster_serves_no_dashboard_whatever_the_config_says(dask_mpi_lx_cmd, tmp_path):
+    """mpi-lx.dashboard-address set (an open TCP page on the node's network): ignored by
+    serve; and a contact that only this host reaches is said in the log."""
+    import socket
+
+    import psutil
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    directory = ClusterDir.create(tmp_path / "clusters", "c", new_job_tls())
+    proc = mpirun.start(serve(dask_mpi_lx_cmd, directory.path, "--lease", "3s",
+                              "--attach-grace", "3s"), np=3,
+                        env={"DASK_MPI_LX__DASHBOARD_ADDRESS": f"0.0.0.0:{port}"})
+    try:
+        contact = until(directory.read_contact, 90)
+        assert contact, proc.poll()
+        listening = [c for c in psutil.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+        rc = proc.wait(60)
+    finally:
+        mpirun.stop_group(proc)
+    _, err = proc.communicate()
+    assert listening == [] and rc == 0, err[-2000:]
+    if contact.address.startswith("tls://127."):
+        assert "which only this host reaches" in err, err[-2000:]

@@ -107,8 +107,9 @@ def lifecycle() -> dict:
         client.wait_for_workers(5, timeout=120)
         out["workers_5"] = worker_names(cluster)
         # the workers of both jobs are in: the cluster sees both jobs run at its next look
+        # (mpi-lx.jobs.poll-interval, 30s)
         out["jobs_5"] = until(lambda: (jobs := cluster.jobs) and all(
-            j["state"] == "running" for j in jobs.values()) and jobs, 30) or cluster.jobs
+            j["state"] == "running" for j in jobs.values()) and jobs, 45) or cluster.jobs
         out["repr_5"] = repr(cluster)
         out["sum_5"] = client.submit(lambda: 40 + 2).result()
         cluster.scale(1)

@@ -90,7 +90,7 @@ def test_rendered_scripts_run_the_serve_command_and_pass_bash(system, tmp_path):
         assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=4" in script
         assert "#SBATCH --partition=main" in script
     else:
-        assert "#PBS -l select=2:ncpus=4:mpiprocs=4:mem=" in script and "#PBS -q main" in script
+        assert "#PBS -l select=2:ncpus=4:mpiprocs=4:ompthreads=1:mem=" in script and "#PBS -q main" in script
     path = tmp_path / "job.sh"
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
@@ -104,6 +104,21 @@ def test_slurm_output_parsing():
         ("12", "running", ("n[1-2]",)), ("13", "pending", ()), ("14", "ending", ("n3",))]
     assert s.submit_argv("dmlx-x", "P1") == ["sbatch", "--parsable", "--job-name=dmlx-x",
                                              "--account=P1"]
+
+
+def test_slurm_hosts_are_expanded_like_pbs_hosts():
+    """One form for both batch systems: "n[1-2]" becomes ("n1", "n2") (Slurm's own
+    scontrol, which reads the list locally)."""
+    import shutil
+
+    from tests.conftest import missing_real_part
+
+    if not shutil.which("scontrol"):
+        missing_real_part("scontrol not installed (make test installs Slurm)")
+    s = Slurm()
+    assert asyncio.run(s.expand(("n[1-2],gpu07",))) == ("n1", "n2", "gpu07")
+    assert asyncio.run(s.expand(("n3",))) == ("n3",)
+    assert asyncio.run(s.expand(())) == ()
 
 
 def test_pbs_lists_jobs_by_qselect_then_one_qstat_each(monkeypatch):

@@ -343,8 +343,7 @@ class MPICluster(Cluster):
         if not burst_enabled():
             return None
         if self._burst is None:
-            self._burst = burst.Burst(self.scheduler_comm.address,
-                                      self._pool.job_id if self._pool else None)
+            self._burst = burst.Burst(self.scheduler_comm.address)
         return self._burst
 
     async def _burst_spec(self, burst: Any, n: int) -> Any:

@@ -86,8 +86,21 @@ class Slurm:
         return ["squeue", "-h", "-u", getpass.getuser(), f"--name={job_name}", "-o", "%i|%T|%N"]
 
     async def list(self, job_name: str) -> list[JobState]:
-        """This user's jobs named ``job_name`` that the batch system still lists."""
-        return self.parse_list(await run(self.list_argv(job_name)), job_name)
+        """This user's jobs named ``job_name`` that the batch system still lists, with their
+        hosts one by one ("n1", "n2"), as PBS gives them."""
+        jobs = self.parse_list(await run(self.list_argv(job_name)), job_name)
+        return [JobState(j.job_id, j.state, await self.expand(j.hosts)) for j in jobs]
+
+    async def expand(self, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """Slurm's compressed host list ("n[1-2]") as names; ``scontrol show hostnames``
+        reads it locally (no call to slurmctld), and knows every form Slurm prints."""
+        if not any("[" in h for h in hosts):
+            return hosts
+        return tuple((await run(["scontrol", "show", "hostnames", ",".join(hosts)])).split())
+
+    async def has_jobs(self, job_name: str) -> bool:
+        """Whether this user has an unfinished job named ``job_name``."""
+        return bool(await self.list(job_name))
 
     def parse_list(self, out: str, job_name: str = "") -> list[JobState]:
         jobs = []
@@ -147,6 +160,9 @@ class PBS:
 
     async def cancel_by_name(self, job_name: str) -> None:
         await self.cancel(await self.select(job_name))
+
+    async def has_jobs(self, job_name: str) -> bool:
+        return bool(await self.select(job_name))
 
     async def job_info(self, job_id: str) -> dict[str, Any] | None:
         """One job's ``qstat -fx -F json`` record (finished jobs too, with job history on);

@@ -17,13 +17,16 @@ from ..exceptions import MPILXError, ScaleError
 from ..runtime.cluster_dir import ClusterDir
 from ..runtime.roles import plural_workers, rank_of_worker
 from ..runtime.tls import new_job_tls, security_for
+from .batch_system import batch_system
 from .jobset import JobSet
 from .spec import MIN_FIRST_JOB, job_spec
+from .sweep import sweep_quietly
 
 logger = logging.getLogger(__name__)
 
-FOLLOW_INTERVAL = 5.0  # seconds between looks at the jobs' states
-CONTACT_INTERVAL = 1.0  # seconds between looks for the scheduler's address
+CONTACT_INTERVAL = 1.0  # seconds between looks for the scheduler's address (a file)
+FIRST_POLL = 2.0  # seconds to the first batch query after a submit; doubles to poll-interval
+BACKOFF = 10  # a failing batch system is asked at most every BACKOFF x poll-interval
 
 
 def _joining_prefix(job_id: str) -> str:
@@ -92,6 +95,7 @@ class MPIJobCluster(MPICluster):
         self._tasks: list[asyncio.Task] = []
         self._wait = not asynchronous if wait is None else wait
         self._start_timeout = duration("jobs.start-timeout", start_timeout)
+        self._poll = duration("jobs.poll-interval")
         try:
             super().__init__(mode="attach", security=security_for(self._tls),
                              asynchronous=asynchronous, loop=loop,
@@ -101,14 +105,16 @@ class MPIJobCluster(MPICluster):
             raise
 
     def _cancel_now(self) -> None:
-        """Cancel this cluster's jobs without the event loop, and remove its directory."""
-        import subprocess
+        """Cancel this cluster's jobs (by name too: a submit cut short by Ctrl-C has no id
+        here yet) without the cluster's event loop, and remove its directory."""
+        from concurrent.futures import ThreadPoolExecutor
 
         if self._jobs is not None:
-            ids = list(self._jobs.states)
-            if ids:
-                subprocess.run(self._jobs.system.cancel_argv(ids), capture_output=True,
-                               timeout=60, check=False)
+            with ThreadPoolExecutor(1) as pool:  # this thread may run a loop (a kernel's)
+                try:
+                    pool.submit(asyncio.run, self._jobs.cancel_all()).result(timeout=150)
+                except Exception as e:
+                    logger.error("%s: could not cancel its jobs: %s", self.name, e)
         if self._dir is not None:
             self._dir.remove()
 
@@ -119,6 +125,7 @@ class MPIJobCluster(MPICluster):
         if not self._begin_start():
             return
         try:
+            await sweep_quietly(self._parent, batch_system(self._spec.batch_system))
             self._dir = ClusterDir.create(self._parent, self.cluster_id, self._tls)
             self._jobs = JobSet(f"dmlx-{self.cluster_id}", self._spec, self._dir)
             await self._jobs.submit(joining=False)
@@ -128,7 +135,7 @@ class MPIJobCluster(MPICluster):
             raise
         self.status = Status.running
         attach = asyncio.ensure_future(self._attach_when_running())
-        self._tasks = [attach, asyncio.ensure_future(self._follow_jobs())]
+        self._tasks = [attach, asyncio.ensure_future(self._follow_jobs(attach))]
         asyncio.get_running_loop().call_soon(self._retitle)
         if self._wait:
             try:
@@ -143,12 +150,15 @@ class MPIJobCluster(MPICluster):
                 await self._close()
                 raise MPILXError(f"{self.name}: {problem}")
 
-    async def _refresh(self) -> None:
+    async def _refresh(self) -> bool:
+        """Ask the batch system for the jobs' states; False (logged) if it did not answer."""
         assert self._jobs is not None
         try:
             await self._jobs.refresh()
         except MPILXError as e:
             logger.warning("%s: %s", self.name, e)
+            return False
+        return True
 
     def _first_ended(self) -> bool:
         first = self._jobs.states.get(self._jobs.first) if self._jobs else None
@@ -156,15 +166,23 @@ class MPIJobCluster(MPICluster):
 
     async def _attach_when_running(self) -> None:
         assert self._dir is not None and self._jobs is not None
+        loop = asyncio.get_running_loop()
+        gap, next_poll = FIRST_POLL, loop.time() + FIRST_POLL
         try:
+            # the contact file is looked for every second; the batch system (is the job
+            # still there?) far less often: FIRST_POLL, doubling up to poll-interval
             while (contact := self._dir.read_contact()) is None:
-                await self._refresh()
-                if self._first_ended():
-                    self._problem = (f"job {self._jobs.first} ended before its scheduler "
-                                     f"started; see {self._jobs.log_path(self._jobs.first)}")
-                    logger.error("%s: %s", self.name, self._problem)
-                    return
+                if loop.time() >= next_poll:
+                    await self._refresh()
+                    if self._first_ended():
+                        self._problem = (f"job {self._jobs.first} ended before its scheduler "
+                                         f"started; see {self._jobs.log_path(self._jobs.first)}")
+                        logger.error("%s: %s", self.name, self._problem)
+                        return
+                    gap = min(2 * gap, self._poll)
+                    next_poll = loop.time() + gap
                 await asyncio.sleep(CONTACT_INTERVAL)
+            await self._refresh()  # the job runs: its hosts for the title
             self.scheduler_comm = rpc(contact.address,
                                       connection_args=self.security.get_connection_args("client"))
             await self._connect(contact.address)
@@ -181,11 +199,15 @@ class MPIJobCluster(MPICluster):
         finally:
             self._retitle()
 
-    async def _follow_jobs(self) -> None:
-        """Keep the jobs' states (and so the title) current; say when the first job ends."""
+    async def _follow_jobs(self, attach: asyncio.Future) -> None:
+        """Once attached, keep the jobs' states (and so the title) current, one batch query
+        per poll-interval (backing off while the batch system fails); say when the first
+        job ends."""
+        await asyncio.wait([attach])
+        gap = self._poll
         while True:
-            await asyncio.sleep(FOLLOW_INTERVAL)
-            await self._refresh()
+            await asyncio.sleep(gap)
+            gap = self._poll if await self._refresh() else min(2 * gap, BACKOFF * self._poll)
             if self._first_ended() and not self._problem:
                 self._problem = f"job {self._jobs.first} has ended"
                 logger.warning("%s: %s; the cluster is gone", self.name, self._problem)

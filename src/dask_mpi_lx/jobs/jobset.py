@@ -102,14 +102,30 @@ class JobSet:
         await self.cancel(cancel)
 
     async def cancel_all(self) -> None:
-        """Cancel every job, the joining ones first (their workers leave before the first
-        job's scheduler closes)."""
+        """Cancel every job: the joining ones first (their workers leave before the first
+        job's scheduler closes), then the first, then any other job of this name (a submit
+        cut short before its id came back). One failed cancel does not stop the others;
+        `MPILXError` names every failure."""
         with contextlib.suppress(MPILXError):
             await self.refresh()
-        await self.cancel([s.job_id for s in self.joining])
         first = self.states.get(self.first or "")
-        if first is not None and first.active:
-            await self.cancel([first.job_id])
+        problems = []
+        cancelled: set[str] = set()
+        for ids in ([s.job_id for s in self.joining],
+                    [first.job_id] if first is not None and first.active else []):
+            try:
+                await self.cancel(ids)
+                cancelled.update(ids)
+            except MPILXError as e:
+                problems.append(str(e))
+        try:
+            unknown = [j.job_id for j in await self.system.list(self.job_name)
+                       if j.active and j.job_id not in cancelled]
+            await self.cancel(unknown)
+        except MPILXError as e:
+            problems.append(str(e))
+        if problems:
+            raise MPILXError("; ".join(problems))
 
     def log_path(self, job_id: str) -> str:
         """Where the packaged templates write the job's output (PBS: -o names the home

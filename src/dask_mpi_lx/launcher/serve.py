@@ -24,10 +24,22 @@ from ..mpi.environ import job_id as current_job_id
 from ..runtime.cluster_dir import ClusterDir, Contact
 from ..runtime.coordinator import StartedCluster, start_cluster, stop_cluster, wait_ready
 from ..runtime.dask_ranks import joined_leave_budget
-from ..runtime.protocol import RankState, StateReport, Tag
+from ..runtime.protocol import Lease, RankState, StateReport, Tag
 from .supervisor import JobEnd, watch_ranks
 
 logger = logging.getLogger(__name__)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a Dask address ("tls://127.0.0.1:8786") is on a loopback network."""
+    import ipaddress
+
+    from distributed.comm import get_address_host
+
+    try:
+        return ipaddress.ip_address(get_address_host(address)).is_loopback
+    except ValueError:
+        return False
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 CONTACT_CHECK_INTERVAL = 1.0  # seconds between a joining job's looks at the contact file
@@ -40,6 +52,7 @@ class ServeOptions:
     cluster_dir: str
     join: bool = False
     lease: float = 30.0
+    attach_grace: float = 120.0
     join_timeout: float = 300.0
 
 
@@ -123,11 +136,13 @@ async def serve(channel: Channel, settings: Settings, options: ServeOptions) -> 
             join = await _join_address(directory, options.join_timeout, stopped)
     except MPILXError as e:
         problem = str(e)
-    # the client attaches from its own host, joining workers from theirs: no loopback
-    quick = dataclasses.replace(settings, wait_for_workers=False, dashboard=False) \
-        if not settings.dashboard_address else dataclasses.replace(settings, wait_for_workers=False)
+    # the client attaches from its own host, joining workers from theirs: no loopback; and
+    # no dashboard, whatever the config says (an unauthenticated page on the node's network)
+    quick = dataclasses.replace(settings, wait_for_workers=False, dashboard=False,
+                                dashboard_address=None)
     started = await start_cluster(channel, quick, job_id, problem, tls=tls, join=join,
-                                  lease=None if options.join else options.lease, reachable=True)
+                                  lease=None if options.join else
+                                  Lease(options.lease, options.attach_grace), reachable=True)
     rc = 0
     if started.ok and not options.join:
         started = await wait_ready(channel, dataclasses.replace(started, address=None),
@@ -137,6 +152,11 @@ async def serve(channel: Channel, settings: Settings, options: ServeOptions) -> 
             assert started.address is not None and started.plan is not None
             directory.write_contact(Contact(job_id, started.address,
                                             tuple(sorted(set(started.plan.hosts)))))
+            if is_loopback(started.address):
+                logger.warning("job %s: the scheduler listens on %s, which only this host "
+                               "reaches (this host's name resolves to loopback); set "
+                               "mpi-lx.interface to the cluster network's interface", job_id,
+                               started.address)
         what = f"workers for {join}" if join else f"a scheduler at {started.address}"
         logger.info("job %s serves %s (%d worker ranks); cluster directory %s", job_id, what,
                     len(started.plan.worker_ranks), directory.path)

@@ -208,7 +208,7 @@ async def supervise(channel: Channel, settings: Settings | None, cmd: list[str],
             from ..jobs.burst import end_of_job
             from ..runtime.dask_ranks import joined_leave_budget
 
-            await end_of_job(job.started.job_id)
+            await end_of_job()
             timeout += joined_leave_budget()
         silent = await stop_cluster(channel, job.started, f"notebook-exit-{rc}", timeout)
         logger.info("cluster stopped in %.2fs%s", time.monotonic() - t1,

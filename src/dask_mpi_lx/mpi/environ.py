@@ -87,6 +87,16 @@ def job_id(env: Mapping[str, str] | None = None) -> str:
     return f"local-{os.getpid()}"
 
 
+def full_job_id(env: Mapping[str, str] | None = None) -> str:
+    """The batch job's id as the batch system prints it (PBS: with its server,
+    "123.casper-pbs"), else `job_id`."""
+    env = os.environ if env is None else env
+    for name in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID"):
+        if env.get(name):
+            return env[name]
+    return job_id(env)
+
+
 def scrub_process_environ(prefixes: tuple[str, ...] = MPI_PREFIXES,
                           wipe: tuple[str, ...] = ()) -> list[str]:
     """Remove matching variables from this process's environment, both ``os.environ`` and

@@ -52,20 +52,27 @@ class ClusterDir:
     def create(cls, parent: str | os.PathLike, name: str, tls: JobTLS | None) -> ClusterDir:
         """Make ``parent/name`` (0700, parents 0700) and write the keys (0600)."""
         base = Path(os.path.expanduser(str(parent)))
+        path = base / name
         try:
             base.mkdir(mode=0o700, parents=True, exist_ok=True)
             _check_private(base, 0o022)  # others must not be able to swap our directory
-            path = base / name
             path.mkdir(mode=0o700)
-            (path / "tls").mkdir(mode=0o700)
         except OSError as e:
             raise MPILXError(f"cannot create the cluster directory under {base}: {e.strerror or e}; "
                              "set mpi-lx.jobs.directory to a private directory the nodes see"
                              ) from e
         directory = cls(path)
-        if tls is not None:
-            write_private_file(path / CERT_FILE, tls.cert_pem)
-            write_private_file(path / KEY_FILE, tls.key_pem)
+        try:
+            (path / "tls").mkdir(mode=0o700)
+            if tls is not None:
+                write_private_file(path / CERT_FILE, tls.cert_pem)
+                write_private_file(path / KEY_FILE, tls.key_pem)
+        except BaseException as e:  # a half-made directory (a key, no cert) must not stay
+            directory.remove()
+            if isinstance(e, OSError):
+                raise MPILXError(f"cannot write the cluster's keys in {path}: "
+                                 f"{e.strerror or e}") from e
+            raise
         return directory
 
     def check(self) -> None:

@@ -16,7 +16,7 @@ from ..exceptions import WorldTooSmallError
 from ..mpi.channel import Channel
 from .addresses import NoJobAddressError, job_ip
 from .liveness import RankWatch
-from .protocol import Endpoint, PlanMessage, RankHello, Ready, Stop, Tag
+from .protocol import Endpoint, Lease, PlanMessage, RankHello, Ready, Stop, Tag
 from .roles import Plan, plan_join, plan_roles
 from .scratch import owner_tag, safe_job_id
 from .tls import JobTLS, new_job_tls
@@ -125,13 +125,13 @@ async def _gather_hellos(channel: Channel, timeout: float, watch: RankWatch) -> 
 async def start_cluster(
     channel: Channel, settings: Settings | None, job_id: str, settings_problem: str | None = None,
     private_dashboard: bool = False, *, tls: JobTLS | None = None, join: str | None = None,
-    lease: float | None = None, reachable: bool = False,
+    lease: Lease | None = None, reachable: bool = False,
 ) -> StartedCluster:
     """Plan roles, send every rank its part, and wait for the scheduler's address.
     ``private_dashboard``: see `plan_endpoint`. ``tls``: these keys instead of new ones.
     ``join``: every rank above 0 runs a worker for the scheduler at this address (outside
-    the job). ``lease``: the scheduler ends the job when no cluster object has been attached
-    for that long. ``reachable``: listeners other hosts can reach, even on one host.
+    the job). ``lease``: when the scheduler ends the job with no cluster object attached.
+    ``reachable``: listeners other hosts can reach, even on one host.
 
     Never raises for a cluster that cannot start: `StartedCluster.problem` says why.
     """

@@ -26,7 +26,7 @@ from .coordinator import default_dashboard_address
 from .dashboard_socket import remove_socket, serve_on_unix_socket
 from .liveness import RankProcess
 from .pool import WorkerPool
-from .protocol import Endpoint, RankState, Ready, StateReport, Stop, Tag
+from .protocol import Endpoint, Lease, RankState, Ready, StateReport, Stop, Tag
 from .roles import Plan, Role, rank_of_worker
 from .scratch import make_rank_scratch
 from .tls import JobTLS, security_for
@@ -57,7 +57,7 @@ class RankJob:
     tls: JobTLS | None
     job_id: str
     endpoint: Endpoint | None = None
-    lease: float | None = None
+    lease: Lease | None = None
 
     @property
     def role(self) -> Role:

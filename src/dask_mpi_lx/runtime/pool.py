@@ -18,7 +18,7 @@ from typing import Any
 from ..exceptions import ScaleError
 from ..mpi.channel import Channel
 from .pool_state import Action, PoolState, Retire, Unpark
-from .protocol import Expired, ParkRequest, RankState, StateReport, Tag, UnparkRequest
+from .protocol import Expired, Lease, ParkRequest, RankState, StateReport, Tag, UnparkRequest
 from .roles import Plan, plural_workers, rank_of_worker
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class WorkerPool:
     """Moves worker ranks between running a worker and parked, as `PoolState` decides."""
 
     def __init__(self, scheduler: Any, channel: Channel, plan: Plan, job_id: str,
-                 dashboard: tuple[str, int] | None, lease: float | None = None):
+                 dashboard: tuple[str, int] | None, lease: Lease | None = None):
         self.scheduler = scheduler
         self.lease = lease
         self.channel = channel
@@ -69,18 +69,19 @@ class WorkerPool:
                 sub.unsubscribe()
         return len(self._subscribers)
 
-    async def _keep_lease(self, lease: float) -> None:
-        """`dask-mpi-lx serve`: once no cluster object has been attached for ``lease``
-        seconds (its kernel was killed, or it never came), tell rank 0 to end the job, so
-        that nothing runs until walltime for nobody."""
+    async def _keep_lease(self, lease: Lease) -> None:
+        """`dask-mpi-lx serve`: once no cluster object has been attached for the lease's
+        ``idle`` seconds (its kernel was killed), or none came within ``first_attach``, tell
+        rank 0 to end the job, so that nothing runs until walltime for nobody."""
         loop = asyncio.get_running_loop()
-        alone_since = loop.time()
+        alone_since, limit = loop.time(), lease.first_attach
+        why = f"no cluster object attached within {lease.first_attach:g}s of the start"
         while True:
-            await asyncio.sleep(min(1.0, lease / 4))
+            await asyncio.sleep(min(1.0, lease.idle / 4))
             if self._attached():
-                alone_since = loop.time()
-            elif loop.time() - alone_since >= lease:
-                why = f"no cluster object attached for {lease:g}s"
+                alone_since, limit = loop.time(), lease.idle
+                why = f"no cluster object attached for {lease.idle:g}s"
+            elif loop.time() - alone_since >= limit:
                 logger.warning("%s (its process ended?): ending job %s", why, self.job_id)
                 self.channel.send(0, Tag.EXPIRED, Expired(why))
                 return

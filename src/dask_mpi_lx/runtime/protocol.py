@@ -52,6 +52,16 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """`dask-mpi-lx serve`: the job ends once no cluster object has been attached for
+    ``idle`` seconds, or when none attached within ``first_attach`` seconds of the
+    scheduler's start (the client finds the address in a file, maybe on a slow NFS)."""
+
+    idle: float
+    first_attach: float
+
+
+@dataclass(frozen=True)
 class PlanMessage:
     """Rank 0's plan: roles, keys, settings and the scheduler's endpoint (None: no cluster)."""
 
@@ -60,7 +70,7 @@ class PlanMessage:
     settings: Settings | None
     job_id: str
     endpoint: Endpoint | None = None
-    lease: float | None = None  # serve: the job ends after this long with nobody attached
+    lease: Lease | None = None  # serve: when the job ends with nobody attached
 
 
 @dataclass(frozen=True)
