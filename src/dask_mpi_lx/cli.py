@@ -250,3 +250,75 @@ def show_env(job_id: str | None, job_directory: str | None, fmt: str) -> None:
 
         for name, value in env.items():
             click.echo(f"export {name}={shlex.quote(value)}")
+
+
+@main.group("clusters")
+def clusters() -> None:
+    """Your job clusters (MPIJobCluster, the Dask tab's NEW), from any terminal or process:
+    list them, scale one, close one."""
+
+
+def _existing_cluster(cluster_id: str, directory: str | None) -> Any:
+    """The running job cluster ``cluster_id``, attached (close() detaches)."""
+    require_compute("clusters")
+    from .exceptions import MPILXError
+    from .jobs.cluster import MPIJobCluster
+
+    try:
+        return MPIJobCluster.from_name(cluster_id, directory=directory)
+    except MPILXError as e:
+        raise click.ClickException(str(e)) from None
+
+
+_DIRECTORY = click.option("--directory", default=None, show_default="mpi-lx.jobs.directory",
+                          type=click.Path(file_okay=False),
+                          help="Where the clusters' directories are.")
+
+
+@clusters.command("list")
+@_DIRECTORY
+def clusters_list(directory: str | None) -> None:
+    """One line per job cluster: id, jobs and their states, workers, hosts, age. Directories
+    of clusters that have ended are removed first."""
+    require_compute("clusters")
+    import asyncio
+
+    from .exceptions import MPILXError
+    from .jobs.listing import HEADER, list_clusters
+
+    try:
+        lines = asyncio.run(list_clusters(directory or config.setting("jobs.directory")))
+    except MPILXError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(HEADER)
+    for line in lines:
+        click.echo(line.format())
+
+
+@clusters.command("scale")
+@click.argument("cluster_id")
+@click.argument("workers", type=click.IntRange(min=0))
+@_DIRECTORY
+def clusters_scale(cluster_id: str, workers: int, directory: str | None) -> None:
+    """Scale job cluster CLUSTER_ID to WORKERS workers (submitting or cancelling jobs)."""
+    from .exceptions import MPILXError
+
+    cluster = _existing_cluster(cluster_id, directory)
+    try:
+        cluster.scale(workers)
+        click.echo(cluster.title)
+    except MPILXError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        cluster.close()
+
+
+@clusters.command("close")
+@click.argument("cluster_id")
+@_DIRECTORY
+def clusters_close(cluster_id: str, directory: str | None) -> None:
+    """End job cluster CLUSTER_ID: cancel its jobs and remove its directory (keys)."""
+    cluster = _existing_cluster(cluster_id, directory)
+    title = cluster.title
+    cluster.shutdown()
+    click.echo(f"closed {title}")

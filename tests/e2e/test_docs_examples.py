@@ -335,6 +335,10 @@ REGISTRY: dict[str, Example] = {
                   "    print('DOCS', len(client.scheduler_info()['workers']), "
                   "client.submit(sum, [1, 2]).result())  #"),),
         expect=(r"(?m)^DOCS 6 3$",), timeout=240),  # ranks 1..7: the scheduler and 6 workers
+    "docs/user-guide.md#0515588b": Example(
+        "not-run", "dask-mpi-lx clusters list                  # one line per cluster, as below",
+        why="the id and output are placeholders; test_job_clusters.py::test_a_job_cluster_is_"
+            "found_again_from_another_process_and_a_terminal runs list, scale and close"),
     "docs/user-guide.md#bdbe930b": Example(
         "shell", 'eval "$(dask-mpi-lx env)"', in_job=True,
         expect=(r"<Client: '{address}' processes=" + str(LIMIT) + " ",)),
@@ -351,25 +355,26 @@ REGISTRY: dict[str, Example] = {
         "hub-config", 'c.JupyterHub.spawner_class = "dask_mpi_lx_hooks.DaskMPISlurmSpawner"',
         renders=(Render({"cores": 6}, lines=("#SBATCH --ntasks=6", "#SBATCH --partition=interactive"),
                         prefixes=("mpirun --enable-recovery -np 6 /opt/env/bin/dask-mpi-lx launch ",)),)),
-    "docs/admin-guide.md#8cc90780": Example(
+    "docs/admin-guide.md#481b0c11": Example(
         "hub-config", 'c.JupyterHub.spawner_class = "dask_mpi_lx_hooks.DaskMPIPBSSpawner"',
-        renders=(Render({"cores": 6}, lines=("#PBS -q casper",),
-                        prefixes=("mpiexec -n 6 dask-mpi-lx launch ",)),
-                 Render({"cores": 6, "partition": "develop"}, lines=("#PBS -q develop",)))),
+        renders=(Render({"cores": 6}, lines=("#PBS -q main@desched1", "#PBS -r n"),
+                        prefixes=("mpiexec -n 6 -ppn 6 dask-mpi-lx launch ",)),
+                 Render({"cores": 6, "partition": "develop@desched1"},
+                        lines=("#PBS -q develop@desched1",)))),
     "docs/admin-guide.md#457bc1df": Example(
         "hub-config", "c.DaskMPISlurmSpawner.dask_max_nodes = 4", spawner="DaskMPISlurmSpawner",
         base={"dask_partitions": ["compute"]},
         why="a fragment: the site's partitions are set elsewhere (here: compute)",
         renders=(Render({"cores": 16, "nodes": 2, "worker_memory": "4GiB"}, excerpt=""),)),
-    "docs/admin-guide.md#d490be93": Example(
-        "hub-config", 'c.DaskMPIPBSSpawner.dask_launcher = "mpiexec"                    '
-        "# gets -ppn on several nodes", spawner="DaskMPIPBSSpawner",
-        base={"dask_partitions": ["casper", "main"]},
-        why="a fragment: the site's queues are set elsewhere (here: casper, main)",
-        renders=(Render({"cores": 16, "nodes": 2, "partition": "casper", "worker_memory": "4GiB"},
-                        excerpt="# casper"),
-                 Render({"cores": 256, "nodes": 2, "partition": "main", "worker_memory": "1GiB"},
-                        excerpt="# main"))),
+    "docs/admin-guide.md#c677e59c": Example(
+        "hub-config", 'c.DaskMPIPBSSpawner.dask_launcher = "pals"                       '
+        "# -ppn always", spawner="DaskMPIPBSSpawner",
+        base={"dask_partitions": ["develop@desched1", "main@desched1"]},
+        why="a fragment: the site's queues are set elsewhere (here: develop, main)",
+        renders=(Render({"cores": 16, "nodes": 2, "partition": "develop@desched1",
+                         "threads": 2, "worker_memory": "4GiB"}, excerpt="# develop"),
+                 Render({"cores": 256, "nodes": 2, "partition": "main@desched1",
+                         "worker_memory": "1GiB"}, excerpt="# main"))),
     "docs/admin-guide.md#d018904c": Example(
         "hub-config", 'c.JupyterHub.hub_ip = "0.0.0.0"                  '
         "# or the hub's address on the cluster network", spawner="DaskMPISlurmSpawner",

@@ -242,6 +242,68 @@ def test_sweep_removes_ended_clusters_directories_only(slurm):
     assert left == sorted([made["live"], made["young"], made["other"]]), left
 
 
+FROM_NAME = r'''
+import json, sys
+from distributed import Client
+from dask_mpi_lx import MPIJobCluster
+cluster = MPIJobCluster.from_name(sys.argv[1])
+with Client(cluster) as client:
+    facts = {"sum": client.submit(sum, [1, 2]).result(), "title": cluster.title,
+             "jobs": sorted(cluster.jobs), "workers": len(cluster.scheduler_info["workers"])}
+cluster.close()  # attached by name: detaches, the jobs go on
+print("JSON " + json.dumps(facts))
+'''
+
+
+def settled(read, expected, timeout: float = 60):
+    """``read()`` once it equals ``expected`` (or its last value after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while (value := read()) != expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return value
+
+
+def as_alice(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(as_user("alice", *argv), capture_output=True, text=True,
+                          timeout=timeout, cwd="/tmp")
+
+
+def test_a_job_cluster_is_found_again_from_another_process_and_a_terminal(held):
+    """A second process of alice's attaches by id and computes, and its close() leaves the
+    jobs; `dask-mpi-lx clusters list | scale | close` from a terminal."""
+    _, facts = held
+    cluster_id = Path(facts["directory"]).name
+    jobs = sorted(facts["jobs"])
+    listed = as_alice(f"{VENV_BIN}/dask-mpi-lx", "clusters", "list")
+    line = next((x for x in listed.stdout.splitlines() if x.startswith(cluster_id)), "")
+    assert listed.returncode == 0 and all(f"{j} running" in line for j in jobs), listed
+    assert line.split()[2 * len(jobs) + 1] == "5", line  # workers, after "<id> <state>," pairs
+
+    proc = as_alice(sys.executable, "-c", FROM_NAME, cluster_id)
+    out = next((x for x in proc.stdout.splitlines() if x.startswith("JSON ")), None)
+    assert out, proc.stdout + proc.stderr
+    found = json.loads(out[5:])
+    assert found["sum"] == 3 and found["jobs"] == jobs and found["workers"] == 5, found
+    assert cluster_id in found["title"]
+    assert sorted(names_queued(facts["name"])) == jobs  # detaching ended nothing
+
+    scaled = as_alice(f"{VENV_BIN}/dask-mpi-lx", "clusters", "scale", cluster_id, "2")
+    assert scaled.returncode == 0, scaled.stderr
+    first = [i for i, j in facts["jobs"].items() if j["first"]]
+    # the joining job went (cancelled, out of the queue once it has ended); the first stays
+    assert settled(lambda: names_queued(facts["name"]), first) == first
+
+    closed = as_alice(f"{VENV_BIN}/dask-mpi-lx", "clusters", "close", cluster_id)
+    assert closed.returncode == 0 and "closed MPI jobs " + cluster_id in closed.stdout, closed
+    assert settled(lambda: names_queued(facts["name"]), []) == []
+    assert not Path(facts["directory"]).exists()
+    assert {batch.current().final_state(i) for i in jobs} == {"CANCELLED"}
+
+    bad = as_alice(f"{VENV_BIN}/dask-mpi-lx", "clusters", "close", cluster_id)
+    assert bad.returncode != 0 and f"no job cluster {cluster_id}" in bad.stderr, bad
+    assert "Traceback" not in bad.stderr
+
+
 def test_owner_killed_jobs_end_within_a_minute(held):
     proc, facts = held
     assert len(names_queued(facts["name"])) == 2

@@ -110,3 +110,29 @@ def test_a_burst_plan_in_another_process_holds_this_one_back(tmp_path):
         proc.kill()
         proc.wait()
     asyncio.run(attempt())  # free again once that process is gone
+
+
+def test_a_job_clusters_shape_survives_its_directory(tmp_path):
+    from dask_mpi_lx.jobs.spec import job_spec
+    from dask_mpi_lx.runtime.cluster_dir import ClusterDir
+
+    spec = job_spec("jobs", nodes=2, cores=8, threads=2, worker_memory="1GiB",
+                    walltime="00:30:00", queue="main@desched1", batch_system="pbs",
+                    job_extra=["-l place=scatter"])
+    directory = ClusterDir.create(tmp_path, "1a2b3c4d", new_job_tls())
+    directory.write_shape(spec.as_settings())
+    assert job_spec("jobs", **directory.read_shape()) == spec
+    assert oct(os.stat(directory.path / "jobs.yaml").st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("zz", "is not a job cluster's id"),
+    ("../../etc", "is not a job cluster's id"),
+    ("1a2b3c4d", "no job cluster 1a2b3c4d of yours"),
+])
+def test_from_name_says_what_is_wrong_with_a_name(tmp_path, name, expected):
+    from dask_mpi_lx.exceptions import MPILXError
+    from dask_mpi_lx.jobs.cluster import MPIJobCluster
+
+    with pytest.raises(MPILXError, match=expected):
+        MPIJobCluster.from_name(name, directory=str(tmp_path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from typing import Any
 
@@ -16,17 +17,31 @@ from ..config import duration, setting
 from ..exceptions import MPILXError, ScaleError
 from ..runtime.cluster_dir import ClusterDir
 from ..runtime.roles import plural_workers, rank_of_worker
-from ..runtime.tls import new_job_tls, security_for
+from ..runtime.tls import JobTLS, new_job_tls, security_for
 from .batch_system import batch_system
 from .jobset import JobSet
 from .spec import MIN_FIRST_JOB, job_spec
-from .sweep import sweep_quietly
+from .sweep import CLUSTER_ID, sweep_quietly
 
 logger = logging.getLogger(__name__)
 
 CONTACT_INTERVAL = 1.0  # seconds between looks for the scheduler's address (a file)
 FIRST_POLL = 2.0  # seconds to the first batch query after a submit; doubles to poll-interval
 BACKOFF = 10  # a failing batch system is asked at most every BACKOFF x poll-interval
+
+
+def existing_directory(parent: str, cluster_id: str) -> ClusterDir:
+    """The directory of this user's job cluster ``cluster_id``, checked private;
+    `MPILXError` says what is wrong."""
+    if not isinstance(cluster_id, str) or not CLUSTER_ID.fullmatch(cluster_id):
+        raise MPILXError(f"{str(cluster_id)[:40]!r} is not a job cluster's id (8 hex digits, as "
+                         "in 'MPI jobs 1a2b3c4d' or `dask-mpi-lx clusters list`)")
+    directory = ClusterDir(os.path.join(os.path.expanduser(str(parent)), cluster_id))
+    if not directory.path.is_dir():
+        raise MPILXError(f"no job cluster {cluster_id} of yours (no directory "
+                         f"{directory.path}); `dask-mpi-lx clusters list` shows them")
+    directory.check()
+    return directory
 
 
 def _joining_prefix(job_id: str) -> str:
@@ -73,22 +88,34 @@ class MPIJobCluster(MPICluster):
                  template: str | None = None, job_extra: list[str] | None = None,
                  directory: str | None = None, wait: bool | None = None,
                  start_timeout: str | float | None = None, asynchronous: bool = False,
-                 loop: Any = None, name: str | None = None):
+                 loop: Any = None, name: str | None = None,
+                 shutdown_on_close: bool | None = None, _existing: str | None = None):
         if not setting("jobs.enabled"):
             raise MPILXError("launching MPI job clusters is turned off at this site "
                              "(mpi-lx.jobs.enabled: false); use the job's own cluster")
-        self._spec = job_spec("jobs", nodes=nodes, cores=cores, threads=threads,
-                              worker_memory=worker_memory, walltime=walltime, queue=queue,
-                              account=account, launcher=launcher, batch_system=batch_system,
-                              prologue=prologue, template=template, job_extra=job_extra)
-        if self._spec.cores < MIN_FIRST_JOB:
-            raise ScaleError(f"cores={self._spec.cores}: a cluster's first job needs at least "
-                             f"{MIN_FIRST_JOB} ranks (keeper, scheduler, one worker)")
-        self.cluster_id = secrets.token_hex(4)
-        self._tls = new_job_tls()
         self._parent = directory or setting("jobs.directory")
-        self._max_jobs = int(setting("jobs.max-jobs"))
         self._dir: ClusterDir | None = None
+        # the object that made the cluster ends it on close; one attached by name detaches
+        self._shutdown_on_close = (_existing is None if shutdown_on_close is None
+                                   else shutdown_on_close)
+        if _existing is None:
+            self._spec = job_spec("jobs", nodes=nodes, cores=cores, threads=threads,
+                                  worker_memory=worker_memory, walltime=walltime, queue=queue,
+                                  account=account, launcher=launcher,
+                                  batch_system=batch_system, prologue=prologue,
+                                  template=template, job_extra=job_extra)
+            if self._spec.cores < MIN_FIRST_JOB:
+                raise ScaleError(f"cores={self._spec.cores}: a cluster's first job needs at "
+                                 f"least {MIN_FIRST_JOB} ranks (keeper, scheduler, one worker)")
+            self.cluster_id = secrets.token_hex(4)
+            self._tls: JobTLS | None = new_job_tls()
+        else:
+            self.cluster_id = _existing
+            self._dir = existing_directory(self._parent, _existing)
+            self._tls = self._dir.load_tls()
+            self._spec = job_spec("jobs", **(self._dir.read_shape() or {}))
+        self._existing = _existing is not None
+        self._max_jobs = int(setting("jobs.max-jobs"))
         self._jobs: JobSet | None = None
         self._target: int | None = None
         self._problem = ""
@@ -104,11 +131,29 @@ class MPIJobCluster(MPICluster):
             self._cancel_now()
             raise
 
+    @classmethod
+    def from_name(cls, name: str, *, directory: str | None = None, asynchronous: bool = False,
+                  loop: Any = None, shutdown_on_close: bool = False) -> MPIJobCluster:
+        """Attach to the running job cluster ``name`` (its id, as in "MPI jobs <id>" and
+        ``dask-mpi-lx clusters list``) from any process of its owner: a new kernel, a
+        script, a restarted Lab. Its keys and jobs' shape come from its directory, its jobs
+        from the batch system. ``close()`` detaches (the jobs go on) unless
+        ``shutdown_on_close``; `shutdown` ends the cluster."""
+        return cls(directory=directory, asynchronous=asynchronous, loop=loop,
+                   shutdown_on_close=shutdown_on_close, _existing=name)
+
+    def shutdown(self) -> Any:
+        """Cancel every job of the cluster and remove its directory, whoever made it."""
+        self._shutdown_on_close = True
+        return self.close()
+
     def _cancel_now(self) -> None:
         """Cancel this cluster's jobs (by name too: a submit cut short by Ctrl-C has no id
         here yet) without the cluster's event loop, and remove its directory."""
         from concurrent.futures import ThreadPoolExecutor
 
+        if not self._shutdown_on_close:  # attached by name: the cluster is not ours to end
+            return
         if self._jobs is not None:
             with ThreadPoolExecutor(1) as pool:  # this thread may run a loop (a kernel's)
                 try:
@@ -125,10 +170,14 @@ class MPIJobCluster(MPICluster):
         if not self._begin_start():
             return
         try:
-            await sweep_quietly(self._parent, batch_system(self._spec.batch_system))
-            self._dir = ClusterDir.create(self._parent, self.cluster_id, self._tls)
-            self._jobs = JobSet(f"dmlx-{self.cluster_id}", self._spec, self._dir)
-            await self._jobs.submit(joining=False)
+            if self._existing:
+                await self._find_jobs()
+            else:
+                await sweep_quietly(self._parent, batch_system(self._spec.batch_system))
+                self._dir = ClusterDir.create(self._parent, self.cluster_id, self._tls)
+                self._dir.write_shape(self._spec.as_settings())
+                self._jobs = JobSet(f"dmlx-{self.cluster_id}", self._spec, self._dir)
+                await self._jobs.submit(joining=False)
         except BaseException:
             self.status = Status.failed
             await self._close()
@@ -142,13 +191,29 @@ class MPIJobCluster(MPICluster):
                 await asyncio.wait_for(asyncio.shield(attach), self._start_timeout)
             except asyncio.TimeoutError:
                 state = self._jobs.states.get(self._jobs.first or "")
+                fate = ("it is cancelled. MPIJobCluster(wait=False) keeps it queued"
+                        if self._shutdown_on_close else "it stays queued")
                 self._problem = (f"job {self._jobs.first} did not start within "
                                  f"{self._start_timeout:g}s (it was {state.state if state else '?'}"
-                                 "); it is cancelled. MPIJobCluster(wait=False) keeps it queued")
+                                 f"); {fate}")
             if self._problem:
                 problem = self._problem
                 await self._close()
                 raise MPILXError(f"{self.name}: {problem}")
+
+    async def _find_jobs(self) -> None:
+        """An existing cluster's jobs, from the batch system: the first is the one whose
+        scheduler wrote the contact (else the oldest); `MPILXError` when none is left."""
+        assert self._dir is not None
+        self._jobs = JobSet(f"dmlx-{self.cluster_id}", self._spec, self._dir)
+        listed = [j for j in await self._jobs.system.list(self._jobs.job_name) if j.active]
+        if not listed:
+            raise MPILXError(f"job cluster {self.cluster_id} has no job left in the batch "
+                             "system: it has ended")
+        contact = self._dir.read_contact()
+        ids = [j.job_id for j in listed]
+        self._jobs.first = contact.job_id if contact and contact.job_id in ids else ids[0]
+        self._jobs.states = {j.job_id: j for j in listed}
 
     async def _refresh(self) -> bool:
         """Ask the batch system for the jobs' states; False (logged) if it did not answer."""
@@ -295,13 +360,13 @@ class MPIJobCluster(MPICluster):
             return
         for task in self._tasks:
             task.cancel()
-        if self._jobs is not None:
+        if self._jobs is not None and self._shutdown_on_close:
             try:
                 await self._jobs.cancel_all()
             except MPILXError as e:
                 logger.error("%s: could not cancel its jobs: %s", self.name, e)
         await MPICluster._close(self)
-        if self._dir is not None:
+        if self._dir is not None and self._shutdown_on_close:
             self._dir.remove()
 
     # ------------------------------------------------------------------ display

@@ -49,6 +49,15 @@ class JobSpec:
         h, rest = divmod(self.walltime, 3600)
         return f"{h:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
+    def as_settings(self) -> dict[str, Any]:
+        """This shape as `job_spec` overrides (plain values: a cluster directory keeps it)."""
+        return {"batch_system": self.batch_system, "nodes": self.nodes, "cores": self.cores,
+                "threads": self.threads, "worker_memory": self.worker_memory,
+                "walltime": self.walltime_hms, "queue": self.queue, "account": self.account,
+                "launcher": self.launcher, "launcher_args": list(self.launcher_args),
+                "prologue": self.prologue, "template": self.template,
+                "job_extra": list(self.job_extra)}
+
     def memory_per_node(self) -> int:
         """Every rank's worker memory, plus 1 GiB for rank 0 and the scheduler."""
         return self.worker_memory * self.ranks_per_node + 2**30

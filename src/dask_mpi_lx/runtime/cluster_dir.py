@@ -19,6 +19,7 @@ from ..exceptions import MPILXError
 from .tls import JobTLS, write_private_file
 
 CONTACT_FILE = "scheduler.yaml"
+SHAPE_FILE = "jobs.yaml"  # the jobs' shape, for a later attach by name
 CERT_FILE, KEY_FILE = "tls/job-cert.pem", "tls/job-key.pem"
 
 
@@ -98,6 +99,18 @@ class ClusterDir:
         data["hosts"] = list(contact.hosts)
         write_private_file(tmp, yaml.safe_dump(data, sort_keys=False))
         os.replace(tmp, self.path / CONTACT_FILE)
+
+    def write_shape(self, shape: dict) -> None:
+        """The jobs' shape (plain values), readable by the owner only."""
+        write_private_file(self.path / SHAPE_FILE, yaml.safe_dump(shape, sort_keys=False))
+
+    def read_shape(self) -> dict | None:
+        """What `write_shape` wrote; None if nothing (or nothing readable) is there."""
+        try:
+            data = yaml.safe_load((self.path / SHAPE_FILE).read_text())
+        except (FileNotFoundError, yaml.YAMLError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def read_contact(self) -> Contact | None:
         try:
