@@ -31,6 +31,18 @@ PER_NODE = {"srun": "--ntasks-per-node", "mpiexec": "-ppn", "pals": "-ppn"}
 ALWAYS_PER_NODE = frozenset({"pals"})
 
 
+def launcher_argv(launcher: str, cores: int, nodes: int, threads: int) -> list[str]:
+    """``<launcher> -n N [ranks per node] [binding]``: how ``launcher`` starts ``cores`` ranks
+    over ``nodes`` nodes with ``threads`` each. The one table for the hub's notebook jobs and
+    for job clusters and burst jobs (`dask_mpi_lx.jobs.script`)."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+    spread = nodes > 1 or launcher in ALWAYS_PER_NODE
+    per_node = [PER_NODE[launcher], str(cores // nodes)] if spread and launcher in PER_NODE else []
+    depth = ["--cpu-bind", "depth", "-d", str(threads)] if launcher == "pals" and threads > 1 else []
+    return [*LAUNCHERS[launcher], str(cores), *per_node, *depth]
+
+
 def launch_command(singleuser_cmd: str, opts: DaskOptions, launcher: str,
                    launcher_args: Sequence[str] = (), dask_mpi_lx: str = "dask-mpi-lx",
                    launch_args: Sequence[str] = ()) -> str:
@@ -41,14 +53,8 @@ def launch_command(singleuser_cmd: str, opts: DaskOptions, launcher: str,
     rank bound to T cores). Every part but ``singleuser_cmd`` (built by batchspawner from the
     hub's own config) is quoted; user choices arrive here only as validated numbers.
     """
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
-    spread = opts.nodes > 1 or launcher in ALWAYS_PER_NODE
-    per_node = ([PER_NODE[launcher], str(opts.ranks_per_node)]
-                if spread and launcher in PER_NODE else [])
-    depth = (["--cpu-bind", "depth", "-d", str(opts.threads)]
-             if launcher == "pals" and opts.threads > 1 else [])
-    argv = [*LAUNCHERS[launcher], str(opts.cores), *per_node, *depth, *launcher_args, dask_mpi_lx,
+    argv = [*launcher_argv(launcher, opts.cores, opts.nodes, opts.threads), *launcher_args,
+            dask_mpi_lx,
             "launch", "--nthreads", str(opts.threads), "--memory-limit", str(opts.worker_memory),
             *launch_args, "--"]
     return " ".join(shlex.quote(a) for a in argv) + " " + singleuser_cmd

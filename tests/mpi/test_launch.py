@@ -76,6 +76,15 @@ def test_job_files_private(report):
     assert not home_config.exists()
 
 
+def test_dask_in_the_kernels_spills_in_the_jobs_private_directory(report):
+    """Not /tmp/dask-scratch-space: made 0755 by the first user, it blocks the next one."""
+    _, facts = report
+    scratch = os.path.join(facts["job_dir"], "scratch")
+    assert facts["temporary_directory"] == scratch
+    assert facts["local_worker_dir"].startswith(scratch + "/"), facts["local_worker_dir"]
+    assert facts["files"] and oct(0o700) == facts["job_dir_mode"]
+
+
 def test_job_files_removed_after_the_job(report):
     _, facts = report
     assert not os.path.exists(facts["job_dir"])

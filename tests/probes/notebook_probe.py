@@ -39,6 +39,12 @@ def facts() -> dict:
         out["config_tls"] = dask.config.get("distributed.comm.require-encryption", None)
         out["labextension_initial"] = dask.config.get("labextension.initial", None)
         out["labextension_factory"] = dask.config.get("labextension.factory", None)
+        # where Dask in a kernel spills: a LocalCluster's worker, in this process
+        from distributed import LocalCluster
+
+        with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as local:
+            out["local_worker_dir"] = next(iter(local.workers.values())).local_directory
+        out["temporary_directory"] = dask.config.get("temporary-directory", None)
         with Client(timeout="30s") as client:
             client.wait_for_workers(1, timeout=30)
             info = client.scheduler_info()

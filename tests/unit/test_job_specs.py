@@ -77,6 +77,21 @@ def test_serve_command_quotes_and_places_ranks_per_node():
     assert first.startswith("mpirun --enable-recovery -np 4 ") and "--join" not in first
 
 
+def test_job_clusters_start_their_ranks_as_the_hub_does():
+    """One launcher table: a job cluster on Derecho (pals) gets -ppn on one node and depth
+    binding with threads, exactly like the hub's notebook job of the same shape."""
+    from dask_mpi_lx_hooks.options import DaskOptions
+    from dask_mpi_lx_hooks.wrap import launch_command
+
+    spec = job_spec("jobs", nodes=1, cores=8, threads=2, launcher="pals", batch_system="pbs")
+    cmd = serve_command(spec, "/c", joining=False, program="dask-mpi-lx")
+    assert cmd.startswith("mpiexec -n 8 -ppn 8 --cpu-bind depth -d 2 dask-mpi-lx serve ")
+    options = DaskOptions(dask=True, cores=8, nodes=1, threads=2, worker_memory=2**30,
+                          walltime="01:00:00", partition="main")
+    hub = launch_command("jupyterhub-singleuser", options, "pals")
+    assert hub.split(" dask-mpi-lx ")[0] == cmd.split(" dask-mpi-lx ")[0]
+
+
 @pytest.mark.parametrize("system", ["slurm", "pbs"])
 def test_rendered_scripts_run_the_serve_command_and_pass_bash(system, tmp_path):
     spec = JobSpec(batch_system=system, nodes=2, cores=8, queue="main", walltime=5400,

@@ -70,7 +70,7 @@ class MPIJobCluster(MPICluster):
 
     Parameters default to the ``mpi-lx.jobs`` config: ``nodes`` and ``cores`` (MPI ranks)
     per job, ``threads`` and ``worker_memory`` per worker, ``walltime`` ("HH:MM:SS"),
-    ``queue``, ``account``, ``launcher`` (mpirun, srun, mpiexec), ``batch_system`` (slurm,
+    ``queue``, ``account``, ``launcher`` (mpirun, srun, mpiexec, pals), ``batch_system`` (slurm,
     pbs), ``prologue`` (shell lines before the launcher), ``job_extra`` (batch directives,
     e.g. ``["--oversubscribe"]``) and ``template`` (a batch script).
 

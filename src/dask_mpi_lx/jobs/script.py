@@ -9,13 +9,10 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
+from dask_mpi_lx_hooks.wrap import launcher_argv  # pure: the hub's one launcher table
+
 from .spec import JobSpec
 
-# how each launcher starts N ranks, and (on several nodes) says how many per node: as the
-# hub's `dask_mpi_lx_hooks.wrap`, which this must not import (it needs the hub's packages)
-LAUNCH = {"mpirun": ["mpirun", "--enable-recovery", "-np"], "srun": ["srun", "--mpi=pmix", "-n"],
-          "mpiexec": ["mpiexec", "-n"]}
-PER_NODE = {"srun": "--ntasks-per-node", "mpiexec": "-ppn"}
 TEMPLATES = {"slurm": "slurm.sh.j2", "pbs": "pbs.sh.j2"}
 
 
@@ -28,9 +25,8 @@ def dask_mpi_lx_command() -> str:
 def serve_command(spec: JobSpec, cluster_dir: str | os.PathLike, joining: bool,
                   program: str | None = None) -> str:
     """``<launcher> -n N [per node] dask-mpi-lx serve --cluster-dir D ...``, quoted."""
-    per_node = ([PER_NODE[spec.launcher], str(spec.ranks_per_node)]
-                if spec.nodes > 1 and spec.launcher in PER_NODE else [])
-    argv = [*LAUNCH[spec.launcher], str(spec.cores), *per_node, *spec.launcher_args,
+    argv = [*launcher_argv(spec.launcher, spec.cores, spec.nodes, spec.threads),
+            *spec.launcher_args,
             program or dask_mpi_lx_command(), "serve", "--cluster-dir", str(cluster_dir),
             "--nthreads", str(spec.threads), "--memory-limit", str(spec.worker_memory)]
     if joining:

@@ -8,11 +8,13 @@ from typing import Any
 
 from dask.utils import parse_bytes
 
+from dask_mpi_lx_hooks.wrap import LAUNCHERS as HUB_LAUNCHERS
+
 from ..config import NAMESPACE, setting, whole_number
 from ..exceptions import ConfigError
 
 BATCH_SYSTEMS = ("slurm", "pbs")
-LAUNCHERS = ("mpirun", "srun", "mpiexec")
+LAUNCHERS = tuple(HUB_LAUNCHERS)  # the hub's: a job cluster starts its ranks alike
 MIN_FIRST_JOB = 3  # keeper, scheduler, one worker
 MIN_JOINING_JOB = 2  # keeper, one worker
 MAX_TEXT = 64

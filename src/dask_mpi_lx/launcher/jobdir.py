@@ -42,6 +42,14 @@ class JobDirectory:
         """What the notebook's ``DASK_CONFIG`` points at."""
         return self.path / "dask"
 
+    def make_scratch(self) -> Path:
+        """An owner-only directory for what Dask in the notebook's kernels spills or unpacks
+        (a LocalCluster's workers, uploaded files): gone with the job, never a shared
+        ``/tmp/dask-scratch-space`` that would block the next user of the node."""
+        scratch = self.path / "scratch"
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        return scratch
+
     def write_tls(self, tls: JobTLS) -> dict[str, str]:
         tls_dir = self.path / "tls"
         tls_dir.mkdir(mode=0o700)

@@ -65,12 +65,13 @@ def _put(config: dict, key: str, value: Any) -> None:
     config[last] = value
 
 
-def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
+def job_dask_config(cluster: JobCluster, service_prefix: str | None,
+                    scratch: str | None = None) -> dict:
     """The job-scoped dask config: the scheduler address, TLS, the job's dashboard (its
     link is for the job's cluster only: ``distributed.dashboard.link`` stays as it is, so
     a LocalCluster started in a kernel links to its own dashboard) and the Dask tab's
     settings (attach to this job's cluster at start-up; no scaling on attach; SHUTDOWN
-    parks the job's workers)."""
+    parks the job's workers); ``scratch``: the kernels' Dask temporary directory."""
     config: dict = {
         "scheduler-address": cluster.address,
         "distributed": {},
@@ -83,6 +84,8 @@ def job_dask_config(cluster: JobCluster, service_prefix: str | None) -> dict:
             "initial": [{"name": f"MPI job {cluster.job_id}: {plural_workers(cluster.n_workers)}"}],
         },
     }
+    if scratch:  # Dask in the kernels spills in the job's own directory
+        config["temporary-directory"] = scratch
     _put(config, JOB_ID, cluster.job_id)
     _put(config, JOB_SCHEDULER_ADDRESS, cluster.address)
     if cluster.tls_paths:

@@ -82,9 +82,8 @@ def _prepare_job_files(started: StartedCluster, settings: Settings, job: _Job) -
                          dashboard=started.dashboard,
                          n_workers=len(started.plan.worker_ranks), tls_paths=tls_paths,
                          dashboard_socket=started.dashboard_socket)
-    jobdir.write_dask_config(
-        job_dask_config(cluster, os.environ.get("JUPYTERHUB_SERVICE_PREFIX"))
-    )
+    jobdir.write_dask_config(job_dask_config(
+        cluster, os.environ.get("JUPYTERHUB_SERVICE_PREFIX"), str(jobdir.make_scratch())))
     return jobdir
 
 
