@@ -238,36 +238,31 @@ def check_accounts(codes: Any, source: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))  # in order, each once
 
 
+def _choice(raw: Mapping[str, Any], name: str, choices: tuple[str, ...], what: str) -> str:
+    """Field ``name``: one of ``choices`` (the first by default), or "" where the hub offers
+    none; ``what`` names the choice in a refusal ("project")."""
+    label = LABELS[name]
+    if name not in raw:
+        return choices[0] if choices else ""
+    value = _text(name, raw[name])
+    if not choices:
+        if value:
+            raise OptionError(f"{label}: got {_short(value)}; this hub offers no {what} choice")
+        return ""
+    if value not in choices:
+        shown = ", ".join(choices[:8]) + (", ..." if len(choices) > 8 else "")
+        raise OptionError(f"{label}: got {_short(value)}; choose one of {shown}")
+    return value
+
+
 def _account(raw: Mapping[str, Any], limits: Limits) -> str:
     """The project code: one of ``limits.accounts`` (the first by default), or "" if none."""
-    label = LABELS["account"]
-    if "account" not in raw:
-        return limits.accounts[0] if limits.accounts else ""
-    code = _text("account", raw["account"])
-    if not limits.accounts:
-        if code:
-            raise OptionError(f"{label}: got {_short(code)}; this hub offers no project choice")
-        return ""
-    if code not in limits.accounts:
-        shown = ", ".join(limits.accounts[:8]) + (", ..." if len(limits.accounts) > 8 else "")
-        raise OptionError(f"{label}: got {_short(code)}; choose one of {shown}")
-    return code
+    return _choice(raw, "account", limits.accounts, "project")
 
 
 def _priority(raw: Mapping[str, Any], limits: Limits) -> str:
     """The PBS job priority: one of ``limits.job_priorities`` (the first by default), or ""."""
-    label = LABELS["job_priority"]
-    if "job_priority" not in raw:
-        return limits.job_priorities[0] if limits.job_priorities else ""
-    value = _text("job_priority", raw["job_priority"])
-    if not limits.job_priorities:
-        if value:
-            raise OptionError(f"{label}: got {_short(value)}; this hub offers no priority choice")
-        return ""
-    if value not in limits.job_priorities:
-        raise OptionError(f"{label}: got {_short(value)}; choose one of "
-                          f"{', '.join(limits.job_priorities)}")
-    return value
+    return _choice(raw, "job_priority", limits.job_priorities, "priority")
 
 
 def _check_keys(raw: Any) -> dict[str, Any]:
