@@ -271,7 +271,8 @@ def start(count: int, record: Path, state: Path) -> str:
     else:
         CONF.write_text(conf_text(count))
     (HOME / "mom_priv" / "config").write_text(mom_config())
-    if not head_pids()["pbs_server"]:
+    fresh = not head_pids()["pbs_server"]
+    if fresh:
         say("starting PBS (server, scheduler, comm" + (", mom)" if count == 1 else ")"))
         result = _init("start")
         if not server_up():
@@ -283,6 +284,8 @@ def start(count: int, record: Path, state: Path) -> str:
                 raise SystemExit(f"pbs_server did not start:\n{result.stdout}{result.stderr}")
     wait("pbs_server", server_up, timeout=90, step=0.5)
     configure_server(count)
+    if fresh:
+        purge_earlier_jobs()
     agent = write_rsh_agent(state)
     if count > 1:
         for i in range(1, count + 1):
@@ -303,6 +306,17 @@ def _server_log_tail() -> str:
     with contextlib.suppress(OSError, IndexError):
         return logs[-1].read_text(errors="replace")[-4000:]
     return ""
+
+
+def purge_earlier_jobs() -> None:
+    """Forget every job of an earlier run, history included (`qdel -x`). A server that
+    stopped uncleanly recovers its job-id counter from the datastore behind the ids of jobs
+    it also recovered, and then refuses each new job ("qsub: Job with requested ID already
+    exists"); nothing of an earlier run belongs in a stack this run starts."""
+    ids = qcmd(str(EXEC / "bin" / "qselect"), "-x", check=False).stdout.split()
+    if ids:
+        say(f"forgetting {len(ids)} PBS job(s) of an earlier run")
+        qcmd(str(EXEC / "bin" / "qdel"), "-x", "-W", "force", *ids, check=False, timeout=120)
 
 
 def delete_all_jobs(timeout: float = 30) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import ROOT, missing_real_part
 from tests.e2e import batch as batch_systems
-from tests.e2e import lab_ui
+from tests.e2e import diagnosis, lab_ui
 from tests.e2e.hub import Hub
 
 STACK = ROOT / "etc" / "local" / "stack.py"
@@ -44,6 +44,13 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+def pytest_terminal_summary(terminalreporter):
+    """A failed spawn's job log, hub log and batch view, last: CI keeps a run's tail."""
+    if diagnosis.RECORDED:
+        terminalreporter.write_sep("=", "first failed spawns: what the stack said")
+        terminalreporter.write_line(diagnosis.summary())
+
+
 def _unavailable(reason: str):
     missing_real_part(f"e2e stack unavailable: {reason}")
 
@@ -61,12 +68,18 @@ TEST_USERS = ("alice", "bob")
 
 
 def home_entries(user: str) -> set[Path]:
-    """A test user's top-level home entries and cluster directories (keys inside)."""
-    home = Path(f"~{user}").expanduser()
-    if not home.is_dir():
+    """A test user's top-level home entries, those of ~/.dask-mpi-lx, and its cluster
+    directories (keys inside)."""
+    try:
+        home = Path(f"~{user}").expanduser()
+    except RuntimeError:  # no such user yet: the stack creates the test users
         return set()
-    clusters = home / ".dask-mpi-lx" / "clusters"
-    return set(home.iterdir()) | (set(clusters.iterdir()) if clusters.is_dir() else set())
+    own = home / ".dask-mpi-lx"
+    found: set[Path] = set()
+    for folder in (home, own, own / "clusters"):
+        if folder.is_dir() and not folder.is_symlink():
+            found |= set(folder.iterdir())
+    return found
 
 
 @pytest.fixture(scope="session", autouse=True)

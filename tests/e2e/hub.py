@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e import batch
+from tests.e2e import batch, diagnosis
 
 
 @dataclass
@@ -60,6 +60,8 @@ class Hub:
         if r.status not in (201, 202):
             return r, []
         messages = self.progress(name, timeout)
+        if not (self.server(name) or {}).get("ready"):
+            messages.append(diagnosis.record(f"spawn of {name} {options}", name))
         return r, messages
 
     def progress(self, name: str, timeout: float) -> list[str]:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.e2e import batch
-from tests.e2e.hub import Hub, assert_nothing_left, jobs_of
+from tests.e2e import batch, diagnosis
+from tests.e2e.hub import Hub, assert_nothing_left, error_text, jobs_of
 from tests.e2e.lab_ui import (
     CARD,
     CORES,
@@ -45,7 +45,11 @@ def lab(chromium, stack, hub: Hub):
                "form input[type=submit]")
     page.wait_for_selector(".progress-bar, #progress-message", timeout=30_000)
     record["progress"] = shot(page, "spawn-progress")
-    page.wait_for_url(f"**/user/{USER}/lab**", timeout=150_000)
+    try:
+        page.wait_for_url(f"**/user/{USER}/lab**", timeout=150_000)
+    except Exception:
+        pytest.fail(f"no Lab within 150 s; the page says {error_text(page.content())[-300:]!r}\n"
+                    + diagnosis.record("browser spawn", USER), pytrace=False)
     record["seconds_to_lab"] = time.monotonic() - t0
     record["page"] = page
     yield record
