@@ -50,6 +50,55 @@ def _no_inherited_cluster(monkeypatch):
 
 # --- nothing left behind ------------------------------------------------------------------
 
+#: What the MPI runtime and Dask put in /tmp on their own: Open MPI's session directories
+#: (ompi.<host>.<uid>/jf.<n>, left when a test or a batch system kills mpirun) and Dask's
+#: default scratch space (a Worker or Scheduler made in the test process itself).
+RUNTIME_TMP = ("ompi.*", "ompi.*/jf.*", "dask-scratch-space")
+
+
+def runtime_tmp_entries() -> set[Path]:
+    tmp = Path(tempfile.gettempdir())
+    return {p for pattern in RUNTIME_TMP for p in tmp.glob(pattern)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tmp_left_as_found():
+    """The run leaves /tmp as it found it: what Open MPI or Dask made there during the
+    session goes at its end (the per-test check covers the product's own entries)."""
+    before = runtime_tmp_entries()
+    yield
+    for path in sorted(runtime_tmp_entries() - before, key=lambda p: len(p.parts), reverse=True):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _dask_scratch_in_the_test_tree(tmp_path_factory):
+    """A Worker or Scheduler made in the test process spills under pytest's own temporary
+    directory, not in /tmp/dask-scratch-space."""
+    import dask
+
+    with dask.config.set({"temporary-directory": str(tmp_path_factory.getbasetemp())}):
+        yield
+
+
+def pytest_unconfigure(config):
+    """pytest's own base temporary directory (/tmp/pytest-of-<user>/pytest-<n>) goes too,
+    unless it was given with --basetemp."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None or config.option.basetemp:
+        return
+    try:
+        base = factory.getbasetemp()
+    except (OSError, ValueError):
+        return
+    shutil.rmtree(base, ignore_errors=True)
+    current = base.parent / f"{base.name.rsplit('-', 1)[0]}-current"
+    with contextlib.suppress(OSError):
+        if current.is_symlink() and current.resolve() == base.resolve():
+            current.unlink()
+    with contextlib.suppress(OSError):
+        base.parent.rmdir()  # empty: no other run's directory in it
+
 def job_entries(*parents: Path) -> set[Path]:
     """Job directories, rank spill directories and dashboard sockets under ``parents``."""
     found: set[Path] = set()

@@ -9,7 +9,10 @@ default dashboard URL set to it, and a busy cluster counted as activity (`keepal
   reset lands on a working URL. Only the server's in-memory defaults change; no user file
   is written.
 
-Outside a job started by ``dask-mpi-lx launch`` this extension does nothing.
+* ``<base_url>proxy/dask-mpi-lx/clusters/<id>/...``: the dashboard of each of the user's
+  job clusters (`cluster.dashboard_route`), in every server, in a job or not.
+
+Outside a job started by ``dask-mpi-lx launch`` only that last route is added.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import keepalive
+from .cluster.dashboard_route import add_route as add_cluster_route
 from .cluster.labcard import keep_job_card
-from .config import JOB_DASHBOARD, JOB_DASHBOARD_SOCKET, job_setting, keepalive_interval
+from .config import JOB_DASHBOARD, JOB_DASHBOARD_SOCKET, job_setting, keepalive_interval, setting
 
 PLUGIN = "dask-labextension:plugin"
 ROUTE = "proxy/dask-mpi-lx/dashboard"
@@ -89,7 +93,30 @@ def _jupyter_server_extension_points() -> list[dict]:
     return [{"module": "dask_mpi_lx.labext"}]
 
 
+def _relist_when_ready(serverapp: Any, tries: int = 100) -> None:
+    """Once dask-labextension's manager has started, list the job clusters a Dask tab of
+    this user made before this server started (`cluster.relist`)."""
+    from .cluster.labcard import lab_manager
+
+    manager = lab_manager()
+    if manager is None:
+        if tries:
+            serverapp.io_loop.call_later(0.2, _relist_when_ready, serverapp, tries - 1)
+        return
+
+    async def relist_once() -> None:
+        from .cluster.relist import relist
+
+        await manager.initialized
+        await relist(manager, serverapp.log)
+
+    serverapp.io_loop.add_callback(relist_once)
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
+    add_cluster_route(serverapp)  # job clusters' dashboards, in and outside a job
+    if setting("jobs.enabled"):
+        _relist_when_ready(serverapp)
     dashboard = job_dashboard()
     if not dashboard:
         return

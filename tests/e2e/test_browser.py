@@ -227,6 +227,22 @@ def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
     assert re.search(r": 2 workers \(job [\w.-]+ running on ", running), running
     assert card_workers(page) == WORKERS  # the job's own card is untouched
     assert len(_dmlx_jobs()) == 1
+    # its dashboard: the card selected, a plot opens in a Lab pane through alice's server
+    new_card.locator(".dask-ClusterListingItem-title").click()
+    cluster_id = running.split()[2].rstrip(":")
+    url_box = page.locator(".dask-URLInput-wrapper input")
+    deadline = time.monotonic() + 30
+    while cluster_id not in url_box.first.input_value() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    page.locator(PLOTS).filter(has_text="TASK STREAM").first.click()
+    frame_el = page.wait_for_selector(
+        f".dask-DaskDashboard-widget iframe[src*='/clusters/{cluster_id}/']", timeout=30_000)
+    frame_el.content_frame().wait_for_selector(".bk-Figure, .bk-root, div[data-root-id]",
+                                               state="attached", timeout=30_000)
+    time.sleep(1)
+    shot(page, "job-cluster-dashboard-plot")
+    src = frame_el.get_attribute("src")
+    assert f"/user/{USER}/proxy/dask-mpi-lx/clusters/{cluster_id}/" in src, src
     new_card.locator(".dask-ClusterListingItem-stop").click()
     deadline = time.monotonic() + 60
     while (_dmlx_jobs() or page.locator(CARD).count() > 1) and time.monotonic() < deadline:

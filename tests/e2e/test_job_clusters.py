@@ -82,6 +82,7 @@ def slurm(stack):
 def test_two_job_cluster_scales_across_jobs_and_close_cancels_them(slurm):
     out = run_probe("lifecycle")
     assert out["sum"] == 3 and out["encrypted"] and out["sum_5"] == 42
+    assert out["address"] == f"mpi-lx://{out['repr_5'].split()[2].rstrip(':')}", out
     workers = out["workers_5"]
     assert len(workers) == 5
     first = [w for w in workers if w.startswith("rank-")]
@@ -225,6 +226,7 @@ def test_sweep_removes_ended_clusters_directories_only(slurm):
     made = {"dead": "0badc0de", "live": "1dea1111", "young": "2fee2222",
             "burst": "burst-7.old-server-9abc9abc", "other": "notes"}
     blocker = ""
+    shutil.rmtree(parent, ignore_errors=True)  # what an interrupted run may have left
     try:
         subprocess.run(as_user("alice", "mkdir", "-m", "700", "-p",
                                *(str(parent / d / "tls") for d in made.values())), check=True)
@@ -323,3 +325,82 @@ def test_owner_killed_jobs_end_within_a_minute(held):
     assert directory.is_dir()
     assert directory.name in sweep_as_alice(str(directory.parent), 0)
     assert not directory.exists()
+
+
+LAB_CONFIG = ["DASK_LABEXTENSION__FACTORY__MODULE=dask_mpi_lx.cluster.lab_factory",
+              "DASK_LABEXTENSION__FACTORY__CLASS=lab_cluster",
+              "DASK_MPI_LX__JOBS__CORES=4", "DASK_MPI_LX__JOBS__WALLTIME=00:10:00"]
+
+
+def lab_server(port: int, token: str) -> subprocess.Popen:
+    """alice's Jupyter server outside any job (a login node's Lab), configured as a site's
+    admin guide says: NEW launches job clusters."""
+    return subprocess.Popen(
+        as_user("alice", *LAB_CONFIG, f"{VENV_BIN}/jupyter-server", "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+                "--ServerApp.root_dir=/tmp"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/tmp",
+        start_new_session=True)
+
+
+def lab_request(port: int, token: str, method: str, path: str, timeout: float = 120):
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return 0, str(e)
+
+
+def test_a_lab_outside_any_job_lists_its_job_cluster_again_after_a_restart(slurm):
+    """NEW in a Lab outside any job; its server stops and starts again within the lease:
+    the Dask tab lists the cluster again with its workers, and SHUTDOWN cancels its jobs."""
+    import secrets
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+
+    def cards() -> list[dict]:
+        status, body = lab_request(port, token, "GET", "/dask/clusters")
+        return body if status == 200 else []
+
+    servers = [lab_server(port, token)]
+    try:
+        assert settled(lambda: lab_request(port, token, "GET", "/api/status")[0], 200) == 200
+        status, new = lab_request(port, token, "PUT", "/dask/clusters")
+        assert status == 200, new
+        running = settled(lambda: [c["workers"] for c in cards()], [2], timeout=180)
+        assert running == [2], (running, jobs_of("alice"))
+        title = cards()[0]["name"].split(":")[0]  # "MPI jobs <id>"
+        jobs_before = sorted(jobs_of("alice"))
+        servers[0].terminate()  # a restart: nothing closes the cluster, its jobs run on
+        servers[0].wait(30)
+        servers.append(lab_server(port, token))
+        again = settled(lambda: [(c["name"].split(":")[0], c["workers"]) for c in cards()],
+                        [(title, 2)], timeout=60)
+        jobs_after = sorted(jobs_of("alice"))
+        card = cards()[0]
+        status, _ = lab_request(port, token, "DELETE", f"/dask/clusters/{card['id']}")
+        left = settled(lambda: jobs_of("alice"), [], timeout=60)
+    finally:
+        for server in servers:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.wait(30)
+    log = "".join(server.stdout.read() for server in servers)
+    assert title.startswith("MPI jobs ") and again == [(title, 2)], (again, log[-3000:])
+    assert jobs_after == jobs_before, (jobs_before, jobs_after)  # the same job, kept
+    assert status in (200, 204)
+    assert left == [], left
+    assert "listed again" in log, log[-3000:]

@@ -5,6 +5,7 @@ past its allocation with extra jobs (from a kernel), within the hub's limits."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 
 import pytest
@@ -46,11 +47,18 @@ def queued(name_prefix: str) -> list[str]:
             if j.name.startswith(name_prefix)]
 
 
-def test_new_in_the_dask_tab_launches_a_job_cluster_and_shutdown_cancels_it(hub, server):
-    deadline = time.monotonic() + 60  # the job's own card appears once its workers joined
-    while not ((before := cards(hub)) and before[0]["workers"] == LIMIT) \
+def own_card_listed(hub: Hub) -> list[dict]:
+    """The cards once the job's own is listed with its workers (NEW before it would be
+    handed the job's own cluster, the Dask tab's first)."""
+    deadline = time.monotonic() + 60
+    while not ((listed := cards(hub)) and listed[0]["workers"] == LIMIT) \
             and time.monotonic() < deadline:
         time.sleep(0.5)
+    return listed
+
+
+def test_new_in_the_dask_tab_launches_a_job_cluster_and_shutdown_cancels_it(hub, server):
+    before = own_card_listed(hub)
     assert len(before) == 1 and before[0]["name"].startswith("MPI job ")  # the job's own
     r = hub.request("PUT", f"/user/{USER}/dask/clusters", timeout=120)
     assert r.status == 200, r.body
@@ -72,6 +80,95 @@ def test_new_in_the_dask_tab_launches_a_job_cluster_and_shutdown_cancels_it(hub,
         time.sleep(1)
     assert queued("dmlx-") == []
     assert [c["id"] for c in cards(hub)] == [before[0]["id"]]
+
+
+DIRECT = r'''
+import asyncio, json, ssl, sys
+host, port, keys = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if keys:  # alice: the cluster's key, from her cluster directory
+    from dask_mpi_lx.runtime.cluster_dir import ClusterDir
+    from dask_mpi_lx.runtime.dashboard_mtls import client_context
+    ctx = client_context(ClusterDir(keys).load_tls(), keys)
+else:  # bob: TLS, ready to accept any server, but no key of alice's
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+async def get():
+    r, w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname="dask-internal")
+    w.write(b"GET /individual-plots.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    return (await r.read()).decode(errors="replace")
+try:
+    answer = asyncio.run(get())
+    print("ANSWER " + (answer.splitlines() or [""])[0] + (" plots" if "Task Stream" in answer else ""))
+except (ssl.SSLError, OSError) as e:
+    print("REFUSED " + repr(e))
+'''
+
+
+INSERTED = """import json
+from dask.distributed import Client
+client = Client("{address}")
+print("JSON " + json.dumps({{"sum": client.submit(sum, [1, 2]).result()}}))
+"""
+
+
+def test_a_job_cluster_from_new_is_the_owners_alone(hub, server):
+    """NEW's cluster: its dashboard through alice's server (200), not anonymous (302) nor
+    bob's login (403); on the node, TLS that asks for the cluster's key: bob's direct
+    connection is refused at the handshake, alice's with the key answers. The card's code
+    (``Client("<scheduler_address>")``) computes in alice's kernel and in a process outside
+    Jupyter; bob's gets a clear refusal."""
+    from tests.e2e.test_hub import websocket_upgrade
+
+    assert len(own_card_listed(hub)) == 1
+    r = hub.request("PUT", f"/user/{USER}/dask/clusters", timeout=120)
+    assert r.status == 200, r.body
+    new = r.json()
+    try:
+        card = wait_card(hub, new["id"], lambda c: c["workers"] == 2 and c["dashboard_link"])
+        link = card["dashboard_link"]
+        cluster_id = card["name"].split()[2].rstrip(":")
+        assert link == f"/user/{USER}/proxy/dask-mpi-lx/clusters/{cluster_id}/status", card
+        owner = hub.request("GET", link)
+        plots = hub.request("GET", link.replace("/status", "/individual-plots.json"))
+        anonymous = hub.request("GET", link, token=None)
+        bobs = hub.request("POST", "/hub/api/users/bob/tokens",
+                           {"note": "e2e", "expires_in": 600}).json()["token"]
+        as_bob = hub.request("GET", link, token=bobs)
+        ws = websocket_upgrade(hub.url.replace("http", "ws", 1) + link + "/ws", hub.token)
+        directory = f"/home/{USER}/.dask-mpi-lx/clusters/{cluster_id}"
+        contact = subprocess.run(["cat", f"{directory}/scheduler.yaml"], capture_output=True,
+                                 text=True).stdout
+        host, port = next(line.split(": ", 1)[1] for line in contact.splitlines()
+                          if line.startswith("dashboard:")).rsplit(":", 1)
+        address = card["scheduler_address"]
+        in_kernel = run_json_in_kernel(hub, USER, INSERTED.format(address=address))
+        outside = {user: subprocess.run(
+            ["/usr/sbin/runuser", "-u", user, "--", sys.executable, "-c",
+             INSERTED.format(address=address)], capture_output=True, text=True, cwd="/tmp",
+            timeout=120) for user in (USER, "bob")}
+        direct = {user: subprocess.run(
+            ["/usr/sbin/runuser", "-u", user, "--", sys.executable, "-c", DIRECT, host, port,
+             directory if user == USER else ""], capture_output=True, text=True, cwd="/tmp",
+            timeout=60) for user in (USER, "bob")}
+    finally:
+        hub.request("DELETE", f"/user/{USER}/dask/clusters/{new['id']}", timeout=120)
+    assert owner.status == 200 and "Dask" in owner.body, (owner.status, owner.body[:300])
+    assert plots.status == 200 and "Task Stream" in plots.body, plots.body[:300]
+    location = {k.lower(): v for k, v in anonymous.headers.items()}.get("location", "")
+    assert anonymous.status == 302 and "/hub/" in location, (anonymous.status, location)
+    assert as_bob.status in (403, 404), as_bob.status
+    assert ws == 101, ws
+    assert address == f"mpi-lx://{cluster_id}", card
+    assert in_kernel == {"sum": 3}, in_kernel
+    assert 'JSON {"sum": 3}' in outside[USER].stdout, outside[USER]
+    assert f"no job cluster {cluster_id} of yours" in outside["bob"].stderr, outside["bob"]
+    assert "ANSWER HTTP/1.1 200 OK plots" in direct[USER].stdout, direct[USER]
+    assert "REFUSED" in direct["bob"].stdout and "CERTIFICATE_REQUIRED" in direct["bob"].stdout, \
+        direct["bob"]
+    deadline = time.monotonic() + 60
+    while queued("dmlx-") and time.monotonic() < deadline:
+        time.sleep(1)
+    assert queued("dmlx-") == []
 
 
 BURST = r'''

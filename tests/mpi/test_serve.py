@@ -5,6 +5,7 @@ input that ends the job with one clear line instead of a hang."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import pytest
@@ -69,6 +70,46 @@ def test_two_jobs_serve_one_cluster_and_end_with_the_lease(dask_mpi_lx_cmd, tmp_
     assert directory.read_contact() is None  # the first job took its address back
     for err in (err_first, err_second):
         assert "Traceback" not in err, err
+
+
+async def http_get(target: tuple[str, int], context, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection(*target, ssl=context,
+                                                   server_hostname="dask-internal")
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    return data
+
+
+def test_the_dashboard_beside_the_scheduler_opens_to_the_clusters_key_only(dask_mpi_lx_cmd,
+                                                                          tmp_path):
+    import ssl
+
+    from dask_mpi_lx.jobs.dashboard_bridge import parse_target
+    from dask_mpi_lx.runtime.dashboard_mtls import client_context
+
+    tls = new_job_tls()
+    directory = ClusterDir.create(tmp_path / "clusters", "c", tls)
+    job = mpirun.start(serve(dask_mpi_lx_cmd, directory.path, "--attach-grace", "60s"), np=3)
+    stranger = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # TLS, but no key of this cluster
+    stranger.check_hostname, stranger.verify_mode = False, ssl.CERT_NONE
+    try:
+        contact = until(directory.read_contact, 90)
+        assert contact, job.poll()
+        target = parse_target(contact.dashboard)
+        assert target and target[0] == contact.address.split("://")[1].rsplit(":", 1)[0], contact
+        owner = asyncio.run(http_get(target, client_context(tls, str(tmp_path)),
+                                     "/individual-plots.json"))
+        try:
+            refused = asyncio.run(http_get(target, stranger, "/individual-plots.json"))
+        except (ssl.SSLError, ConnectionError) as e:
+            refused = repr(e).encode()
+        job.send_signal(signal.SIGTERM)  # as scancel does: the job ends in order
+        job.wait(60)
+    finally:
+        mpirun.stop_group(job)
+    assert owner.startswith(b"HTTP/1.1 200") and b"Task Stream" in owner, owner[:300]
+    assert b"200" not in refused and (b"CERTIFICATE_REQUIRED" in refused or not refused), refused
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -102,7 +102,8 @@ def lifecycle() -> dict:
     with Client(cluster) as client:
         client.wait_for_workers(2, timeout=120)
         out["sum"] = client.submit(sum, [1, 2]).result()
-        out["encrypted"] = cluster.scheduler_address.startswith("tls://")
+        out["encrypted"] = cluster.scheduler_comm.address.startswith("tls://")
+        out["address"] = cluster.scheduler_address
         cluster.scale(5)  # 2 workers in the first job, one joining job of 3 more
         client.wait_for_workers(5, timeout=120)
         out["workers_5"] = worker_names(cluster)
@@ -129,7 +130,7 @@ def hold() -> dict:
         cluster.scale(5)
         client.wait_for_workers(5, timeout=120)
     print("JSON " + json.dumps({"name": cluster._jobs.job_name, "jobs": cluster.jobs,
-                                "address": cluster.scheduler_address,
+                                "address": cluster.scheduler_comm.address,
                                 "directory": str(cluster._dir.path)}), flush=True)
     time.sleep(600)
     return {}

@@ -20,4 +20,4 @@ def lab_cluster(*args: Any, asynchronous: bool = True, **kwargs: Any) -> Any:
         return MPICluster(exclusive=True, park_on_close=True, asynchronous=asynchronous)
     from ..jobs.cluster import MPIJobCluster
 
-    return MPIJobCluster(*args, asynchronous=asynchronous, **kwargs)
+    return MPIJobCluster(*args, asynchronous=asynchronous, _dask_tab=True, **kwargs)

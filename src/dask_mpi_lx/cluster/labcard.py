@@ -36,14 +36,14 @@ def retitle(cluster: Any, title: str) -> bool:
     return found
 
 
-def _manager() -> Any:
+def lab_manager() -> Any:
     module = sys.modules.get("dask_labextension.manager")
     return getattr(module, "manager", None)
 
 
 def keep_job_card(manager: Any = None) -> bool:
     """Make SHUTDOWN on the job's card re-list the (parked) job cluster; True once installed."""
-    manager = manager or _manager()
+    manager = manager or lab_manager()
     close = getattr(manager, "close_cluster", None)
     if close is None or getattr(close, "_mpi_lx_keeps_job_card", False):
         return close is not None

@@ -89,7 +89,8 @@ class MPIJobCluster(MPICluster):
                  directory: str | None = None, wait: bool | None = None,
                  start_timeout: str | float | None = None, asynchronous: bool = False,
                  loop: Any = None, name: str | None = None,
-                 shutdown_on_close: bool | None = None, _existing: str | None = None):
+                 shutdown_on_close: bool | None = None, _existing: str | None = None,
+                 _dask_tab: bool = False):
         if not setting("jobs.enabled"):
             raise MPILXError("launching MPI job clusters is turned off at this site "
                              "(mpi-lx.jobs.enabled: false); use the job's own cluster")
@@ -115,10 +116,12 @@ class MPIJobCluster(MPICluster):
             self._tls = self._dir.load_tls()
             self._spec = job_spec("jobs", **(self._dir.read_shape() or {}))
         self._existing = _existing is not None
+        self._dask_tab = _dask_tab  # made by NEW: listed again after its server restarts
         self._max_jobs = int(setting("jobs.max-jobs"))
         self._jobs: JobSet | None = None
         self._target: int | None = None
         self._problem = ""
+        self._dashboard = ""  # where the first job's dashboard listens, once attached
         self._tasks: list[asyncio.Task] = []
         self._wait = not asynchronous if wait is None else wait
         self._start_timeout = duration("jobs.start-timeout", start_timeout)
@@ -176,6 +179,8 @@ class MPIJobCluster(MPICluster):
                 await sweep_quietly(self._parent, batch_system(self._spec.batch_system))
                 self._dir = ClusterDir.create(self._parent, self.cluster_id, self._tls)
                 self._dir.write_shape(self._spec.as_settings())
+                if self._dask_tab:
+                    self._dir.mark_made_by_dask_tab()
                 self._jobs = JobSet(f"dmlx-{self.cluster_id}", self._spec, self._dir)
                 await self._jobs.submit(joining=False)
         except BaseException:
@@ -252,6 +257,7 @@ class MPIJobCluster(MPICluster):
                                       connection_args=self.security.get_connection_args("client"))
             await self._connect(contact.address)
             await self._subscribe()
+            self._dashboard = contact.dashboard
             logger.info("%s: attached to the scheduler at %s (job %s on %s)", self.name,
                         contact.address, contact.job_id, ", ".join(contact.hosts))
             if self._target is not None:
@@ -379,10 +385,22 @@ class MPIJobCluster(MPICluster):
                              if j.state == "pending")
 
     @property
+    def scheduler_address(self) -> str:
+        """``mpi-lx://<id>`` once attached (`jobs.address`): in any process of the owner,
+        ``Client(address)`` finds the scheduler and the cluster's keys by that id."""
+        if self.scheduler_comm is None:
+            return "<Not Connected>"
+        from .address import cluster_address
+
+        return cluster_address(self.cluster_id)
+
+    @property
     def dashboard_link(self) -> str:
-        """None runs: the scheduler of a job cluster serves no dashboard (an unauthenticated
-        page on a compute node's network); its HTTP port answers /health only."""
-        return ""
+        """The dashboard through the owner's Jupyter server (`cluster.dashboard_route`);
+        on the node it answers only the cluster's key. "" until the first job runs."""
+        from ..cluster.dashboard_route import cluster_dashboard_link
+
+        return cluster_dashboard_link(self.cluster_id) if self._dashboard else ""
 
     @property
     def title(self) -> str:

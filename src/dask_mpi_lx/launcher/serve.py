@@ -136,13 +136,13 @@ async def serve(channel: Channel, settings: Settings, options: ServeOptions) -> 
             join = await _join_address(directory, options.join_timeout, stopped)
     except MPILXError as e:
         problem = str(e)
-    # the client attaches from its own host, joining workers from theirs: no loopback; and
-    # no dashboard, whatever the config says (an unauthenticated page on the node's network)
-    quick = dataclasses.replace(settings, wait_for_workers=False, dashboard=False,
-                                dashboard_address=None)
+    # the client attaches from its own host, joining workers from theirs: no loopback; the
+    # dashboard beside the scheduler answers only holders of the cluster's key (mutual TLS)
+    quick = dataclasses.replace(settings, wait_for_workers=False, dashboard_address=None)
     started = await start_cluster(channel, quick, job_id, problem, tls=tls, join=join,
                                   lease=None if options.join else
-                                  Lease(options.lease, options.attach_grace), reachable=True)
+                                  Lease(options.lease, options.attach_grace), reachable=True,
+                                  dashboard_mtls=True)
     rc = 0
     if started.ok and not options.join:
         started = await wait_ready(channel, dataclasses.replace(started, address=None),
@@ -150,8 +150,9 @@ async def serve(channel: Channel, settings: Settings, options: ServeOptions) -> 
     if started.ok:
         if not options.join:
             assert started.address is not None and started.plan is not None
+            dashboard = "{}:{}".format(*started.dashboard) if started.dashboard else ""
             directory.write_contact(Contact(job_id, started.address,
-                                            tuple(sorted(set(started.plan.hosts)))))
+                                            tuple(sorted(set(started.plan.hosts))), dashboard))
             if is_loopback(started.address):
                 logger.warning("job %s: the scheduler listens on %s, which only this host "
                                "reaches (this host's name resolves to loopback); set "

@@ -21,6 +21,7 @@ from .tls import JobTLS, write_private_file
 CONTACT_FILE = "scheduler.yaml"
 SHAPE_FILE = "jobs.yaml"  # the jobs' shape, for a later attach by name
 CERT_FILE, KEY_FILE = "tls/job-cert.pem", "tls/job-key.pem"
+DASK_TAB_FILE = "made-by-dask-tab"  # a Dask tab (NEW) made it: its server lists it again
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Contact:
     job_id: str
     address: str
     hosts: tuple[str, ...] = ()
+    dashboard: str = ""  # "host:port", mutual TLS with the cluster's keys; "" for none
 
 
 def _check_private(path: Path, mode_mask: int = 0o077) -> None:
@@ -112,6 +114,12 @@ class ClusterDir:
             return None
         return data if isinstance(data, dict) else None
 
+    def mark_made_by_dask_tab(self) -> None:
+        write_private_file(self.path / DASK_TAB_FILE, "")
+
+    def made_by_dask_tab(self) -> bool:
+        return (self.path / DASK_TAB_FILE).is_file()
+
     def read_contact(self) -> Contact | None:
         try:
             data = yaml.safe_load((self.path / CONTACT_FILE).read_text())
@@ -120,7 +128,8 @@ class ClusterDir:
         if not isinstance(data, dict) or not data.get("address"):
             return None
         return Contact(job_id=str(data.get("job_id", "?")), address=str(data["address"]),
-                       hosts=tuple(data.get("hosts") or ()))
+                       hosts=tuple(data.get("hosts") or ()),
+                       dashboard=str(data.get("dashboard") or ""))
 
     def remove_contact(self, job_id: str) -> None:
         """Remove the contact if it is ``job_id``'s (its scheduler is ending)."""

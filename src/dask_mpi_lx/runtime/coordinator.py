@@ -51,7 +51,7 @@ def dashboard_socket_path(settings: Settings, job_id: str) -> str:
 
 
 def plan_endpoint(plan: Plan, settings: Settings, private_dashboard: bool = False,
-                  job_id: str = "job") -> Endpoint:
+                  job_id: str = "job", dashboard_mtls: bool = False) -> Endpoint:
     """Where the scheduler listens: loopback on a single-host job, else the job's address
     of rank 0's host (`addresses.job_ip`). When the scheduler shares rank 0's host and
     workers are not awaited, ports are chosen here and the contact address is fixed, so
@@ -59,23 +59,26 @@ def plan_endpoint(plan: Plan, settings: Settings, private_dashboard: bool = Fals
 
     With ``private_dashboard`` (a Jupyter server on rank 0 proxies it) and no dashboard
     address set, the dashboard serves only an owner-only Unix socket: no other user of
-    the node can reach it, not even on 127.0.0.1. Raises `NoJobAddressError`."""
+    the node can reach it, not even on 127.0.0.1. With ``dashboard_mtls`` (serve) it
+    listens on the scheduler's address and requires the cluster's client certificate.
+    Raises `NoJobAddressError`."""
+    mtls = dashboard_mtls and settings.dashboard and settings.tls
     if not plan.scheduler_shares_rank0_host:  # rank 0 alone: the scheduler finds its own
         logger.warning(
             "rank 0 is alone on %s: the scheduler runs on %s (rank %d) with no dashboard; "
             "ask for at least 2 tasks on the first node", plan.hosts[0],
             plan.hosts[plan.scheduler_rank], plan.scheduler_rank)
-        return Endpoint(listen_host=None, port=settings.scheduler_port)
+        return Endpoint(listen_host=None, port=settings.scheduler_port, dashboard_mtls=mtls)
     listen = job_ip(plan, 0, settings.interface)
     socket_path = None
     if private_dashboard and settings.dashboard and not settings.dashboard_address:
         socket_path = dashboard_socket_path(settings, job_id)
     if settings.wait_for_workers:
         return Endpoint(listen_host=listen, port=settings.scheduler_port,
-                        dashboard_socket=socket_path)
+                        dashboard_socket=socket_path, dashboard_mtls=mtls)
     port = settings.scheduler_port or _free_port(listen)
     dashboard = None
-    address = default_dashboard_address(plan, settings)
+    address = f"{listen}:0" if mtls else default_dashboard_address(plan, settings)
     if settings.dashboard and address:
         host, _, dport = address.rpartition(":")
         host = host or "127.0.0.1"
@@ -83,7 +86,7 @@ def plan_endpoint(plan: Plan, settings: Settings, private_dashboard: bool = Fals
     return Endpoint(listen_host=listen, port=port,
                     contact=f"{settings.protocol}://{listen}:{port}",
                     dashboard=dashboard, dashboard_socket=socket_path,
-                    hold_until_go=private_dashboard)
+                    hold_until_go=private_dashboard, dashboard_mtls=mtls)
 
 
 @dataclass
@@ -125,13 +128,14 @@ async def _gather_hellos(channel: Channel, timeout: float, watch: RankWatch) -> 
 async def start_cluster(
     channel: Channel, settings: Settings | None, job_id: str, settings_problem: str | None = None,
     private_dashboard: bool = False, *, tls: JobTLS | None = None, join: str | None = None,
-    lease: Lease | None = None, reachable: bool = False,
+    lease: Lease | None = None, reachable: bool = False, dashboard_mtls: bool = False,
 ) -> StartedCluster:
     """Plan roles, send every rank its part, and wait for the scheduler's address.
     ``private_dashboard``: see `plan_endpoint`. ``tls``: these keys instead of new ones.
     ``join``: every rank above 0 runs a worker for the scheduler at this address (outside
     the job). ``lease``: when the scheduler ends the job with no cluster object attached.
-    ``reachable``: listeners other hosts can reach, even on one host.
+    ``reachable``: listeners other hosts can reach, even on one host. ``dashboard_mtls``:
+    see `plan_endpoint`.
 
     Never raises for a cluster that cannot start: `StartedCluster.problem` says why.
     """
@@ -163,7 +167,8 @@ async def start_cluster(
     endpoint = None
     if started.plan and settings and not join:
         try:
-            endpoint = plan_endpoint(started.plan, settings, private_dashboard, job_id)
+            endpoint = plan_endpoint(started.plan, settings, private_dashboard, job_id,
+                                     dashboard_mtls)
         except NoJobAddressError as e:
             started.plan, started.tls, started.problem = None, None, str(e)
     started.dashboard_socket = endpoint.dashboard_socket if endpoint else None

@@ -23,6 +23,7 @@ from ..mpi.channel import Channel
 from ..mpi.environ import scrub_process_environ
 from .addresses import WORKER_HTTP_ADDRESS, WORKER_HTTP_ROUTES, job_ip
 from .coordinator import default_dashboard_address
+from .dashboard_mtls import require_client_certificate
 from .dashboard_socket import remove_socket, serve_on_unix_socket
 from .liveness import RankProcess
 from .pool import WorkerPool
@@ -121,10 +122,12 @@ async def _first(*aws: Any) -> None:
             t.cancel()
 
 
-def _dashboard_address(job: RankJob) -> str | None:
+def _dashboard_address(job: RankJob, listen: str) -> str | None:
     """host:port for the scheduler's dashboard, or None for no dashboard."""
     if job.endpoint and job.endpoint.dashboard:
         return "{}:{}".format(*job.endpoint.dashboard)
+    if job.endpoint and job.endpoint.dashboard_mtls:
+        return f"{listen}:0" if job.tls else None
     assert job.plan is not None
     return default_dashboard_address(job.plan, job.settings)
 
@@ -162,7 +165,7 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
     try:
         endpoint = job.endpoint or Endpoint(listen_host=None, port=s.scheduler_port)
         listen = endpoint.listen_host or job_ip(job.plan, job.channel.rank, s.interface)
-        dashboard_address = _dashboard_address(job)
+        dashboard_address = _dashboard_address(job, listen)
         # the scheduler's scratch space is the rank's own 0700 directory, not a shared
         # /tmp/dask-scratch-space that another user's job may own
         scratch = s.local_directory or make_rank_scratch(s.job_directory, job.job_id,
@@ -183,6 +186,8 @@ async def run_scheduler(job: RankJob, stop: StopWatch) -> None:
         add_leave_handler(scheduler)
         if endpoint.dashboard_socket:  # before the loop can accept anything on TCP
             serve_on_unix_socket(scheduler.http_server, endpoint.dashboard_socket)
+        if endpoint.dashboard_mtls and job.tls and dashboard_address:  # the same: first
+            require_client_certificate(scheduler.http_server, job.tls, scratch)
         await scheduler
     except Exception as e:  # report any start failure to rank 0: the notebook must still start
         msg = f"scheduler failed to start: {type(e).__name__}: {e}"

@@ -49,6 +49,9 @@ class Endpoint:
     # told (Linux hands a just-closed ephemeral port to the next bind(0), so a Dask listener
     # could take the port batchspawner-singleuser picked); rank 0 then sends GO
     hold_until_go: bool = False
+    # serve: the dashboard listens beside the scheduler, on the job's network, and answers
+    # only clients presenting the cluster's certificate (`runtime.dashboard_mtls`)
+    dashboard_mtls: bool = False
 
 
 @dataclass(frozen=True)
