@@ -126,17 +126,22 @@ def test_adaptive_on_then_off(lab):
     assert wait_card_workers(page, WORKERS) == WORKERS
 
 
-def test_notebook_cell_uses_the_cluster(lab, hub: Hub):
-    page = lab["page"]
+def put_notebook(hub: Hub, name: str, *sources: str) -> None:
+    """alice's notebook ``name`` with one Python code cell per source."""
     nb = {"type": "notebook", "content": {
         "cells": [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
-                   "source": "from distributed import Client; "
-                             "Client().submit(sum, [1, 2]).result()"}],
+                   "source": source} for source in sources],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                     "language": "python"}},
         "nbformat": 4, "nbformat_minor": 5}}
-    r = hub.request("PUT", f"/user/{USER}/api/contents/dask-check.ipynb", nb)
+    r = hub.request("PUT", f"/user/{USER}/api/contents/{name}", nb)
     assert r.status in (200, 201), r.body
+
+
+def test_notebook_cell_uses_the_cluster(lab, hub: Hub):
+    page = lab["page"]
+    put_notebook(hub, "dask-check.ipynb",
+                 "from distributed import Client; Client().submit(sum, [1, 2]).result()")
     page.goto(page.url.split("/lab")[0] + "/lab/tree/dask-check.ipynb")
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content")
     page.wait_for_selector("#jp-main-statusbar >> text=/Python 3.*Idle/", timeout=90_000)
@@ -195,7 +200,45 @@ def _dmlx_jobs() -> list[str]:
     return [j.line() for j in batch.current().jobs(USER) if j.name.startswith("dmlx-")]
 
 
-def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
+def card_code_runs(page, hub: Hub, card) -> tuple[str, str]:
+    """In a fresh notebook, the card's ``<>`` fills the first cell; both cells run (the
+    second computes on the client the first made): the first cell's text and the second's
+    output."""
+    put_notebook(hub, "job-cluster.ipynb", "", "client.submit(sum, [1, 2]).result()")
+    page.goto(page.url.split("/lab")[0] + "/lab/tree/job-cluster.ipynb")
+    shown = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
+    page.wait_for_selector(f"{shown} .jp-Cell .cm-content")
+    page.wait_for_selector("#jp-main-statusbar >> text=/Python 3.*Idle/", timeout=90_000)
+    cells = page.locator(f"{shown} .jp-Cell")
+    cells.first.click()
+    open_dask_tab(page)
+    card.locator(".dask-ClusterListingItem-code").click()
+    deadline = time.monotonic() + 15
+    while "Client(" not in cells.first.inner_text() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    inserted = cells.first.inner_text()
+    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+    page.locator('.lm-Menu-itemLabel:text-is("Run All Cells")').click()
+    out = cells.last.locator(".jp-OutputArea-output")
+    deadline = time.monotonic() + 90
+    while not (out.count() and out.first.inner_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    shot(page, "job-cluster-card-code")
+    return inserted, out.first.inner_text().strip() if out.count() else ""
+
+
+@pytest.fixture
+def job_cards_closed(hub: Hub):
+    """Whatever happens in the test, the job clusters NEW made are shut down after it."""
+    yield
+    r = hub.request("GET", f"/user/{USER}/dask/clusters")
+    for card in r.json() if r.status == 200 else []:
+        if card["name"].startswith("MPI jobs "):
+            hub.request("DELETE", f"/user/{USER}/dask/clusters/{card['id']}", timeout=120)
+
+
+def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab, hub: Hub,
+                                                                      job_cards_closed):
     """NEW submits a cluster of its own; on a full partition its card says pending, then
     shows the job running with its workers; SHUTDOWN on that card cancels the job."""
     page = lab["page"]
@@ -243,6 +286,9 @@ def test_new_launches_a_job_cluster_that_goes_from_pending_to_running(lab):
     shot(page, "job-cluster-dashboard-plot")
     src = frame_el.get_attribute("src")
     assert f"/user/{USER}/proxy/dask-mpi-lx/clusters/{cluster_id}/" in src, src
+    inserted, result = card_code_runs(page, hub, new_card)
+    assert f'client = Client("mpi-lx://{cluster_id}")' in inserted, inserted
+    assert result == "3", result
     new_card.locator(".dask-ClusterListingItem-stop").click()
     deadline = time.monotonic() + 60
     while (_dmlx_jobs() or page.locator(CARD).count() > 1) and time.monotonic() < deadline:
