@@ -310,7 +310,8 @@ def test_job_cluster_spans_nodes_from_outside_any_job(mhub: Hub, mstack):
     out = json.loads(line[5:])
     hosts = [tuple(j["hosts"]) for j in out["jobs_5"].values()]
     assert len(hosts) == 2 and hosts[0] != hosts[1], out["jobs_5"]  # two nodes
-    assert re.search(r"'tls://" + re.escape(nodes.SUBNET) + r"\.\d+:\d+'", out["repr_5"])
+    assert re.fullmatch(r"tls://" + re.escape(nodes.SUBNET) + r"\.\d+:\d+", out["scheduler"]), out
+    assert out["address"].startswith("mpi-lx://") and out["address"][9:] in out["repr_5"], out
     assert out["sum_5"] == 42 and len(out["workers_5"]) == 5
     assert out["queued_after_close"] == ["none"] and out["dir_after_close"] is False
 

@@ -102,8 +102,9 @@ def lifecycle() -> dict:
     with Client(cluster) as client:
         client.wait_for_workers(2, timeout=120)
         out["sum"] = client.submit(sum, [1, 2]).result()
-        out["encrypted"] = cluster.scheduler_comm.address.startswith("tls://")
-        out["address"] = cluster.scheduler_address
+        out["scheduler"] = cluster.scheduler_comm.address  # where the scheduler listens
+        out["encrypted"] = out["scheduler"].startswith("tls://")
+        out["address"] = cluster.scheduler_address  # what the card shows: mpi-lx://<id>
         cluster.scale(5)  # 2 workers in the first job, one joining job of 3 more
         client.wait_for_workers(5, timeout=120)
         out["workers_5"] = worker_names(cluster)
