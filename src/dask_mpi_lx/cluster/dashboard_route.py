@@ -82,13 +82,7 @@ def handler_class() -> type:
             await self._through_bridge(cluster_id)
             return await self.proxy_open("localhost", 80, proxied_path)
 
-        async def post(self, cluster_id: str, proxied_path: str) -> Any:
-            await self._through_bridge(cluster_id)
-            return await self.proxy("localhost", 80, proxied_path)
-
-        async def head(self, cluster_id: str, proxied_path: str) -> Any:
-            await self._through_bridge(cluster_id)
-            return await self.proxy("localhost", 80, proxied_path)
+        post = head = http_get  # the same proxying for every plain HTTP method
 
     return ClusterDashboardHandler
 

@@ -11,9 +11,9 @@ handshake in which the client proves it holds the cluster's key: the owner's Jup
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from .tls import JobTLS, write_pem_files
@@ -21,15 +21,21 @@ from .tls import JobTLS, write_pem_files
 logger = logging.getLogger(__name__)
 
 
+def _load_key(ctx: ssl.SSLContext, tls: JobTLS, scratch: str) -> None:
+    """Load the cluster's certificate and key into ``ctx``: through 0600 files in a private
+    temporary directory under ``scratch`` (`ssl` loads a key only from a file), removed at
+    once."""
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:  # mkdtemp: 0700
+        paths = write_pem_files(tls, Path(tmp))
+        ctx.load_cert_chain(paths["cert"], paths["key"])
+
+
 def server_context(tls: JobTLS, scratch: str) -> ssl.SSLContext:
     """A server-side context that requires a client certificate signed by the cluster's
-    certificate. The key passes through 0600 files in ``scratch`` (`ssl` loads a key only
-    from a file), removed at once."""
+    certificate."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        paths = write_pem_files(tls, _private(tmp))
-        ctx.load_cert_chain(paths["cert"], paths["key"])
+    _load_key(ctx, tls, scratch)
     ctx.load_verify_locations(cadata=tls.cert_pem)
     ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
@@ -42,17 +48,8 @@ def client_context(tls: JobTLS, scratch: str) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = False
     ctx.load_verify_locations(cadata=tls.cert_pem)
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        paths = write_pem_files(tls, _private(tmp))
-        ctx.load_cert_chain(paths["cert"], paths["key"])
+    _load_key(ctx, tls, scratch)
     return ctx
-
-
-def _private(path: str) -> Any:
-    from pathlib import Path
-
-    os.chmod(path, 0o700)
-    return Path(path)
 
 
 def require_client_certificate(http_server: Any, tls: JobTLS, scratch: str) -> None:
